@@ -1,0 +1,16 @@
+"""Command-line interface: a thin Typer layer. Command modules import torch only inside commands."""
+
+from __future__ import annotations
+
+from satvsr_cli.cli import benchmark as _benchmark  # noqa: F401  (registers commands)
+from satvsr_cli.cli import models as _models  # noqa: F401
+from satvsr_cli.cli import train as _train  # noqa: F401
+from satvsr_cli.cli import upscale as _upscale  # noqa: F401
+from satvsr_cli.cli._app import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="satvsr")

@@ -1,0 +1,1 @@
+"""Streaming inference engine: temporal windows, spatial tiling, precision and device handling."""

@@ -1,0 +1,1 @@
+"""Input and output: video, frame folders and GeoTIFF stacks."""
