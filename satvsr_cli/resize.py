@@ -72,7 +72,7 @@ def _resize_axis(
 ) -> npt.NDArray[np.float64]:
     """Resize ``x`` (float64) along ``axis`` (0 or 1) to ``n_out`` samples."""
     idx, w = _contributions(x.shape[axis], n_out, scale, border)
-    xm = np.moveaxis(x, axis, 0)  # (n_in, rest...)
+    xm = np.ascontiguousarray(np.moveaxis(x, axis, 0))  # (n_in, rest...), rows contiguous
     extra = (1,) * (xm.ndim - 1)
     out = np.zeros((n_out, *xm.shape[1:]), dtype=np.float64)
     for k in range(idx.shape[1]):  # tap by tap, left to right: the reference summation order

@@ -199,7 +199,7 @@ def load_weights(
         WeightsError: missing files, sha256 mismatch, a network other than ``network``, or
             tensors that do not fit the configuration.
     """
-    from safetensors import SafetensorsError
+    from safetensors import SafetensorError
     from safetensors.torch import load
 
     from satvsr_cli.models import build_model, get_spec
@@ -233,7 +233,7 @@ def load_weights(
         raise WeightsError(f"{manifest.path}: configuration does not build: {exc}") from None
     try:
         state = load(payload)
-    except SafetensorsError as exc:
+    except SafetensorError as exc:
         raise WeightsError(f"{manifest.path}: unreadable safetensors ({exc})") from None
     try:
         model.load_state_dict(state, strict=True)

@@ -32,7 +32,8 @@ def models_cmd(
     table = Table(title=f"satvsr networks (MACs per output frame at LR {w}×{h})")
     for col in ("name", "family", "params", "frames", "scale", "GMAC/frame", "shipped weights",
                 "description"):
-        table.add_column(col, justify="right" if col in ("params", "GMAC/frame") else "left")
+        table.add_column(col, justify="right" if col in ("params", "GMAC/frame") else "left",
+                         no_wrap=col != "description")
     for r in rows:
         gmac = "-" if r.gmac is None else f"{r.gmac:,.1f}"
         table.add_row(r.name, r.family, f"{r.params:,}", str(r.frames), f"x{r.scale}", gmac,

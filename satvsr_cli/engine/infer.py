@@ -1,0 +1,443 @@
+"""The engine core: 5-frame windows over a tiled frame, shared per-frame features, precision, OOM retry.
+
+:class:`WindowUpscaler` turns the LR frames of one temporal window into one x4 frame. It knows
+nothing about files. For each band group (see :mod:`satvsr_cli.engine.convert`) and each tile of
+the plan (:mod:`satvsr_cli.engine.tiling`) it
+
+1. cuts the tile out of each window frame (reflect-padded to the network's size multiple, exactly as
+   the network's own ``forward`` pads), converts it to float [0, 1];
+2. takes the per-frame features ``model.extract(tile)`` from a cache keyed by
+   ``(frame, group, tile)``: each frame's features are computed once and reused by the five windows
+   that contain it (the cache has a byte budget; what does not fit is recomputed, with identical
+   results), missing ones are computed in one batched call;
+3. runs ``model.forward_window`` on a batch of tiles (autocast for bf16/fp16); a tile with
+   non-finite values is recomputed in fp32 and counted;
+4. blends the x4 tiles into horizontal strips (separable sum/weight) and converts finished rows to
+   the output dtype right away, so no full-frame float buffer is ever held.
+
+Out of memory (CUDA OOM, ``RuntimeError('... out of memory ...')`` or ``MemoryError``) empties the
+caches, halves the tile and redoes the same frame; a frame is never dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from satvsr_cli.engine.convert import BandPlan, from_unit, to_unit
+from satvsr_cli.engine.device import autocast_dtype
+from satvsr_cli.engine.memory import MIN_TILE
+from satvsr_cli.engine.tiling import (
+    BlendWeights,
+    Tile,
+    TilePlan,
+    blend_weights,
+    pad_indices,
+    plan_tiles,
+)
+from satvsr_cli.errors import SatvsrError
+from satvsr_cli.io.base import Frame
+
+
+class OutOfMemory(SatvsrError):
+    """Even the smallest tile does not fit in memory."""
+
+    exit_code = 6
+
+
+def is_oom(exc: BaseException) -> bool:
+    """True for CUDA/CPU out-of-memory errors."""
+    if isinstance(exc, MemoryError):
+        return True
+    oom_cls = getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom_cls is not None and isinstance(exc, oom_cls):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+@dataclass
+class EngineStats:
+    """Counters of one run of the core."""
+
+    frames: int = 0
+    tiles: int = 0
+    windows: int = 0
+    extracted: int = 0
+    cache_hits: int = 0
+    nonfinite_retries: int = 0
+    nonfinite_left: int = 0
+    oom_retries: int = 0
+    tile_history: list[tuple[int, int]] = field(default_factory=list)
+
+
+class StripStitcher:
+    """Accumulates weighted x4 tiles of one band group row-strip by row-strip.
+
+    Tiles must arrive in raster order. Whenever a new tile row starts, every HR row above it is
+    final: it is normalised and handed to ``emit(y0, y1, block)`` with ``block`` of shape
+    ``(3, y1 - y0, W·s)``, already cropped to the unpadded frame.
+    """
+
+    def __init__(
+        self,
+        plan: TilePlan,
+        weights: BlendWeights,
+        scale: int,
+        emit: Callable[[int, int, np.ndarray], None],
+    ) -> None:
+        """Prepare a strip buffer of one tile height."""
+        self.plan, self.weights, self.s, self.emit = plan, weights, scale, emit
+        s = scale
+        self.acc = np.zeros((3, plan.tile_height * s, plan.padded_width * s), dtype=np.float32)
+        self.base = 0  # HR row of acc[:, 0]
+        self.done = 0  # HR rows emitted so far
+        col_norm = np.zeros(plan.padded_width * s, dtype=np.float64)
+        for c, x in enumerate(plan.col_starts):
+            col_norm[x * s : (x + plan.tile_width) * s] += weights.cols[c]
+        row_norm = np.zeros(plan.padded_height * s, dtype=np.float64)
+        for r, y in enumerate(plan.row_starts):
+            row_norm[y * s : (y + plan.tile_height) * s] += weights.rows[r]
+        self.inv_col = (1.0 / col_norm[: plan.width * s]).astype(np.float32)
+        self.inv_row = (1.0 / row_norm).astype(np.float32)
+
+    def _flush(self, upto: int) -> None:
+        upto = min(upto, self.plan.padded_height * self.s)
+        if upto <= self.done:
+            return
+        lo, hi = self.done - self.base, upto - self.base
+        out_hi = min(upto, self.plan.height * self.s)
+        if out_hi > self.done:
+            n = out_hi - self.done
+            block = self.acc[:, lo : lo + n, : self.plan.width * self.s]
+            block *= self.inv_row[self.done : out_hi, None]
+            block *= self.inv_col[None, None, :]
+            self.emit(self.done, out_hi, block)
+        # shift the buffer so that acc[:, 0] is row ``upto``
+        keep = self.acc.shape[1] - hi
+        if keep > 0:
+            self.acc[:, :keep] = self.acc[:, hi:]
+        self.acc[:, max(keep, 0) :] = 0.0
+        self.base = upto
+        self.done = upto
+
+    def add(self, tile: Tile, hr: np.ndarray) -> None:
+        """Add one x4 tile ``(3, th·s, tw·s)`` (float32) with its blend weight."""
+        s = self.s
+        y0 = tile.y0 * s
+        if y0 > self.done:
+            self._flush(y0)
+        w = self.weights.tile(tile)
+        r = y0 - self.base
+        region = self.acc[:, r : r + hr.shape[1], tile.x0 * s : tile.x1 * s]
+        region += hr * w[None]
+
+    def finish(self) -> None:
+        """Emit every remaining row."""
+        self._flush(self.plan.padded_height * self.s)
+
+
+def _chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(seq), max(1, n)):
+        yield seq[i : i + n]
+
+
+class WindowUpscaler:
+    """Upscale one frame from its temporal window; see the module docstring.
+
+    Args:
+        model: a network following the satvsr contract (``extract``/``forward_window``; plain
+            ``forward`` is used when they are missing, without feature sharing).
+        device: where the network runs.
+        precision: resolved precision (``fp32``, ``bf16`` or ``fp16``).
+        tile: tile size in LR pixels (``None``: the whole frame in one tile).
+        overlap: tile overlap in LR pixels.
+        blend: ``cosine``, ``linear`` or ``none``.
+        batch: tiles per ``forward_window`` call.
+        cache_budget: bytes the per-frame feature cache may hold (0 disables sharing).
+        bands: the band plan; value_range/out_dtype: the value mapping of the output.
+        on_warning: called with one-line warnings (OOM fallback, non-finite tiles).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        device: torch.device,
+        precision: str,
+        tile: int | tuple[int, int] | None,
+        overlap: int,
+        blend: str,
+        batch: int,
+        cache_budget: int,
+        bands: BandPlan,
+        value_range: tuple[float, float],
+        out_dtype: str,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        """See the class docstring."""
+        self.model = model
+        self.device = device
+        self.precision = precision
+        self.tile = tile
+        self.overlap = overlap
+        self.blend = blend
+        self.batch = max(1, batch)
+        self.cache_budget = max(0, cache_budget)
+        self.bands = bands
+        self.lo, self.hi = value_range
+        self.out_dtype = out_dtype
+        self.on_warning = on_warning or (lambda _msg: None)
+        self.scale = int(getattr(model, "scale", 4))
+        self.size_multiple = int(getattr(model, "size_multiple", 1) or 1)
+        self.shared = callable(getattr(model, "extract", None)) and callable(
+            getattr(model, "forward_window", None)
+        )
+        self.stats = EngineStats()
+        self.plan: TilePlan | None = None
+        self._weights: BlendWeights | None = None
+        self._rows: np.ndarray | None = None
+        self._cols: np.ndarray | None = None
+        self._cache: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self._cache_bytes = 0
+
+    # ----- planning
+    def set_frame_size(self, height: int, width: int) -> TilePlan:
+        """(Re)plan the tiles for ``height × width`` LR frames."""
+        self.plan = plan_tiles(
+            height, width, tile=self.tile, overlap=self.overlap, size_multiple=self.size_multiple
+        )
+        self._weights = blend_weights(self.plan, self.scale, self.blend)
+        self._rows = pad_indices(height, self.plan.padded_height)
+        self._cols = pad_indices(width, self.plan.padded_width)
+        self.stats.tile_history.append((self.plan.tile_height, self.plan.tile_width))
+        self.clear_cache()
+        return self.plan
+
+    def clear_cache(self) -> None:
+        """Drop every cached tile and feature."""
+        self._cache.clear()
+        self._cache_bytes = 0
+
+    def forget(self, frame: int) -> None:
+        """Drop the cache entries of ``frame`` (it left the ring buffer)."""
+        for key in [k for k in self._cache if k[0] == frame]:
+            lr, feat = self._cache.pop(key)
+            self._cache_bytes -= _nbytes(lr) + (_nbytes(feat) if feat is not None else 0)
+
+    # ----- tensors
+    def _lr_tile(self, frame: Frame, group: tuple[int, int, int], tile: Tile) -> torch.Tensor:
+        """The float [0, 1] tile ``(3, th, tw)`` of one frame (padded like the network pads)."""
+        assert self.plan is not None and self._rows is not None and self._cols is not None
+        data = frame.data
+        h, w = data.shape[:2]
+        if tile.y1 <= h and tile.x1 <= w:
+            block = data[tile.y0 : tile.y1, tile.x0 : tile.x1]
+        else:
+            block = data[np.ix_(self._rows[tile.y0 : tile.y1], self._cols[tile.x0 : tile.x1])]
+        chans = list(group)
+        sel = block[..., chans] if chans != list(range(block.shape[2])) else block
+        arr = to_unit(np.ascontiguousarray(sel), self.lo, self.hi).transpose(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
+
+    def _autocast(self, fp32: bool) -> contextlib.AbstractContextManager[Any]:
+        dt = None if fp32 else autocast_dtype(self.precision)
+        if dt is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dt)
+
+    def _entries(
+        self,
+        keys: list[tuple[int, int, int]],
+        frames: Mapping[int, Frame],
+        group: tuple[int, int, int],
+        tiles: Sequence[tuple[int, Tile]],
+        fp32: bool,
+        use_cache: bool,
+    ) -> dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor | None]]:
+        """LR tiles and features for ``keys`` = (frame, group, tile index); missing ones batched."""
+        found: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor | None]] = {}
+        missing: list[tuple[int, int, int]] = []
+        for key in keys:
+            if key in found:
+                continue
+            hit = self._cache.get(key) if use_cache else None
+            if hit is not None:
+                found[key] = hit
+                self.stats.cache_hits += 1
+            elif key not in missing:
+                missing.append(key)
+        tile_by_index = dict(tiles)
+        if missing:
+            lrs = [self._lr_tile(frames[k[0]], group, tile_by_index[k[2]]) for k in missing]
+            feats: list[torch.Tensor | None] = [None] * len(missing)
+            if self.shared:
+                n_per = max(1, self.batch * 5)
+                out_parts = []
+                for part in _chunks(list(range(len(missing))), n_per):
+                    x = torch.stack([lrs[i] for i in part])
+                    with self._autocast(fp32):
+                        out_parts.append(self.model.extract(x))  # type: ignore[operator]
+                allf = torch.cat(out_parts) if len(out_parts) > 1 else out_parts[0]
+                feats = list(allf.unbind(0))
+                self.stats.extracted += len(missing)
+            for key, lr, feat in zip(missing, lrs, feats, strict=True):
+                entry = (lr, feat)
+                found[key] = entry
+                if use_cache and self.cache_budget > 0:
+                    size = _nbytes(lr) + (_nbytes(feat) if feat is not None else 0)
+                    if self._cache_bytes + size <= self.cache_budget:
+                        # clone: unbind() views would keep the whole batch tensor alive
+                        stored = (lr, feat.clone() if feat is not None else None)
+                        self._cache[key] = stored
+                        found[key] = stored
+                        self._cache_bytes += size
+        return found
+
+    def _run_windows(
+        self,
+        window: list[int],
+        frames: Mapping[int, Frame],
+        g: int,
+        group: tuple[int, int, int],
+        tiles: Sequence[tuple[int, Tile]],
+        fp32: bool,
+        use_cache: bool,
+    ) -> torch.Tensor:
+        """``(B, 3, th·s, tw·s)`` for a batch of tiles of one window."""
+        keys = [(j, g, k) for k, _t in tiles for j in window]
+        entries = self._entries(keys, frames, group, tiles, fp32, use_cache)
+        clip = torch.stack(
+            [torch.stack([entries[(j, g, k)][0] for j in window]) for k, _t in tiles]
+        )
+        with self._autocast(fp32):
+            if self.shared:
+                feats = torch.stack(
+                    [torch.stack([entries[(j, g, k)][1] for j in window]) for k, _t in tiles]  # type: ignore[misc]
+                )
+                out = self.model.forward_window(clip, feats)  # type: ignore[operator]
+            else:
+                out = self.model(clip)
+        self.stats.windows += len(tiles)
+        return out
+
+    # ----- the frame
+    def upscale(self, t: int, window: list[int], frames: Mapping[int, Frame]) -> np.ndarray:
+        """The x4 frame ``t`` as ``(C, sH, sW)`` in the output dtype, from the frames of ``window``.
+
+        Retries with half the tile after an out-of-memory error; raises :class:`OutOfMemory` when
+        the smallest tile does not fit either.
+        """
+        frame = frames[t]
+        h, w = frame.data.shape[:2]
+        if self.plan is None or (self.plan.height, self.plan.width) != (h, w):
+            self.set_frame_size(h, w)
+        while True:
+            try:
+                out = self._upscale_once(t, window, frames)
+                self.stats.frames += 1
+                return out
+            except BaseException as exc:  # noqa: BLE001 - only OOM is handled, the rest re-raised
+                if not is_oom(exc):
+                    raise
+                self._handle_oom(t, exc)
+
+    def _handle_oom(self, t: int, exc: BaseException) -> None:
+        assert self.plan is not None
+        self.clear_cache()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        th, tw = self.plan.tile_height, self.plan.tile_width
+        floor = max(self.size_multiple, MIN_TILE // self.size_multiple * self.size_multiple)
+        if self.batch > 1:
+            self.batch = max(1, self.batch // 2)
+            self.stats.oom_retries += 1
+            self.on_warning(f"out of memory on frame {t}; batch reduced to {self.batch}, retrying")
+            return
+        if max(th, tw) <= floor:
+            raise OutOfMemory(
+                f"out of memory on frame {t} even with {th}x{tw} tiles; free memory or use a "
+                "smaller network"
+            ) from None
+        nh = max(floor, (th // 2) // self.size_multiple * self.size_multiple)
+        nw = max(floor, (tw // 2) // self.size_multiple * self.size_multiple)
+        overlap = min(self.overlap, max(0, min(nh, nw) // 2))
+        self.tile, self.overlap = (nh, nw), overlap
+        self.stats.oom_retries += 1
+        self.on_warning(
+            f"out of memory on frame {t} with {th}x{tw} tiles; retrying with {nh}x{nw}"
+        )
+        self.set_frame_size(self.plan.height, self.plan.width)
+
+    def _upscale_once(self, t: int, window: list[int], frames: Mapping[int, Frame]) -> np.ndarray:
+        assert self.plan is not None and self._weights is not None
+        plan, s = self.plan, self.scale
+        data = frames[t].data
+        n_out = self.bands.n_bands
+        out = np.empty((n_out, plan.height * s, plan.width * s), dtype=self.out_dtype)
+        tiles = list(enumerate(plan.tiles))
+        for g, group in enumerate(self.bands.groups):
+            targets = [
+                (b, [c for gg, c in self.bands.sources(b) if gg == g]) for b in range(n_out)
+            ]
+            targets = [(b, cs) for b, cs in targets if cs]
+
+            def emit(y0: int, y1: int, block: np.ndarray, targets: list[Any] = targets) -> None:
+                for b, cs in targets:
+                    vals = block[cs[0]] if len(cs) == 1 else block[cs].mean(axis=0)
+                    out[b, y0:y1] = from_unit(vals, self.lo, self.hi, self.out_dtype)
+
+            stitcher = StripStitcher(plan, self._weights, s, emit)
+            for batch in _chunks(tiles, self.batch):
+                with torch.inference_mode():
+                    hr = self._run_windows(window, frames, g, group, batch, False, True)
+                    hr = self._fix_nonfinite(t, hr, window, frames, g, group, batch)
+                    hr_np = hr.float().cpu().numpy()
+                for (_k, tile), y in zip(batch, hr_np, strict=True):
+                    stitcher.add(tile, y)
+                self.stats.tiles += len(batch)
+            stitcher.finish()
+        for b in self.bands.bicubic:
+            from satvsr_cli.resize import imresize
+
+            out[b] = imresize(np.ascontiguousarray(data[..., b]), s)
+        return out
+
+    def _fix_nonfinite(
+        self,
+        t: int,
+        hr: torch.Tensor,
+        window: list[int],
+        frames: Mapping[int, Frame],
+        g: int,
+        group: tuple[int, int, int],
+        batch: Sequence[tuple[int, Tile]],
+    ) -> torch.Tensor:
+        """Recompute tiles with NaN/Inf in fp32 (no cache); zero what is still non-finite."""
+        ok = torch.isfinite(hr).flatten(1).all(dim=1)
+        if bool(ok.all()):
+            return hr
+        hr = hr.float().clone()
+        for i in torch.nonzero(~ok).flatten().tolist():
+            k, tile = batch[i]
+            if self.precision != "fp32":
+                redo = self._run_windows(window, frames, g, group, [(k, tile)], True, False)
+                self.stats.nonfinite_retries += 1
+                hr[i] = redo[0].float()
+            if not bool(torch.isfinite(hr[i]).all()):
+                self.stats.nonfinite_left += 1
+                self.on_warning(f"frame {t}: non-finite network output in fp32; set to 0")
+                hr[i] = torch.nan_to_num(hr[i], nan=0.0, posinf=0.0, neginf=0.0)
+            else:
+                self.on_warning(
+                    f"frame {t}: non-finite values in {self.precision}; tile recomputed in fp32"
+                )
+        return hr
+
+
+def _nbytes(x: torch.Tensor) -> int:
+    return int(x.numel() * x.element_size())

@@ -1,0 +1,143 @@
+"""Memory: what is available (RAM, cgroup limit, CUDA), peak usage, and the automatic tile size."""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+#: Empirical peak bytes per LR pixel of one tile for one 5-frame window at batch 1, fp32 (forward
+#: without autograd), by network family and by registry name where it was measured. Measured on
+#: CPU with ``scripts/bench_engine.py --calibrate`` (peak RSS growth over tile sizes 32–128, linear
+#: fit, rounded up); half precision on CUDA needs roughly half. Unknown networks use the largest.
+BYTES_PER_LR_PIXEL: dict[str, int] = {
+    "msdtgp": 260_000,
+    "msdtgp_small": 60_000,
+    "lgtd": 200_000,
+    "lgtd_hat6": 200_000,
+    "lgtd_lite": 90_000,
+    "lgtd_small": 40_000,
+}
+DEFAULT_BYTES_PER_LR_PIXEL = 260_000
+
+#: Largest automatic tile side (LR pixels); bigger tiles save little overlap and add latency.
+MAX_AUTO_TILE = 512
+#: Smallest tile the OOM fallback goes down to (LR pixels).
+MIN_TILE = 16
+
+
+def meminfo_available() -> int | None:
+    """``MemAvailable`` from /proc/meminfo in bytes (Linux), else ``None``."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def cgroup_available() -> int | None:
+    """Bytes left under the cgroup (v2 or v1) memory limit, if one is set."""
+    candidates = [
+        (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory.current")),
+        (
+            Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+            Path("/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+        ),
+    ]
+    for limit_p, usage_p in candidates:
+        try:
+            raw = limit_p.read_text().strip()
+            if raw == "max":
+                return None
+            limit = int(raw)
+            if limit >= 1 << 60:
+                return None
+            usage = int(usage_p.read_text().strip())
+            return max(0, limit - usage)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def available_ram() -> int:
+    """Bytes of RAM this process can still use: min of MemAvailable and the cgroup headroom.
+
+    Falls back to ``os.sysconf`` pages (total physical memory / 2) where /proc is missing.
+    """
+    values = [v for v in (meminfo_available(), cgroup_available()) if v is not None]
+    if values:
+        return min(values)
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES")
+        size = os.sysconf("SC_PAGE_SIZE")
+        return int(pages * size // 2)
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def peak_rss() -> int:
+    """Peak resident set size of this process in bytes (``ru_maxrss``)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(ru if sys.platform == "darwin" else ru * 1024)
+
+
+def current_rss() -> int | None:
+    """Current resident set size in bytes (Linux), else ``None``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def device_available(device: Any) -> int:
+    """Bytes free for tiles on ``device`` (a ``torch.device``): CUDA free memory, else RAM."""
+    if getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    return available_ram()
+
+
+def bytes_per_lr_pixel(model: Any, half: bool = False) -> int:
+    """The tile-memory estimate of ``model`` (a network; see :data:`BYTES_PER_LR_PIXEL`)."""
+    value = getattr(model, "bytes_per_lr_pixel", None)
+    if not isinstance(value, int):
+        name = str(getattr(model, "registry_name", "") or "")
+        family = str(getattr(model, "family", "") or type(model).__name__.lower())
+        value = BYTES_PER_LR_PIXEL.get(name) or BYTES_PER_LR_PIXEL.get(family)
+        if value is None:
+            value = DEFAULT_BYTES_PER_LR_PIXEL
+    return value // 2 if half else value
+
+
+def auto_tile(
+    budget: int, per_pixel: int, batch: int, size_multiple: int, frame_hw: tuple[int, int]
+) -> int:
+    """The largest square tile (LR px, multiple of ``size_multiple``) whose estimate fits ``budget``.
+
+    Capped at :data:`MAX_AUTO_TILE` and at the padded frame; never below one size multiple.
+    """
+    side = int(math.sqrt(max(budget, 0) / max(per_pixel * max(batch, 1), 1)))
+    side = min(side, MAX_AUTO_TILE, max(frame_hw))
+    return max(side // size_multiple * size_multiple, size_multiple)
+
+
+def format_bytes(n: float | None) -> str:
+    """Human size: ``1.5 GiB``, ``12 MiB``; ``"-"`` for ``None``."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit in ("B", "KiB") else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"

@@ -1,0 +1,156 @@
+"""Common types of the readers and writers: source description, frames, and the sink interface."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from satvsr_cli.io.geotiff import GeoMeta
+
+SourceKind = Literal["video", "frames", "geotiff"]
+INPUT_TYPES: tuple[str, ...] = ("auto", "video", "frames", "geotiff")
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a frame source holds; everything ``satvsr probe`` reports about the input."""
+
+    kind: SourceKind
+    spec: str
+    width: int
+    height: int
+    bands: int
+    dtype: str
+    n_frames: int | None
+    n_frames_exact: bool = True
+    fps: Fraction | None = None
+    duration: float | None = None
+    codec: str | None = None
+    pix_fmt: str | None = None
+    bit_depth: int | None = None
+    audio_codec: str | None = None
+    rotation: int = 0
+    vfr: bool = False
+    frame_names: tuple[str, ...] | None = None
+    frame_suffix: str | None = None
+    value_range: tuple[float, float] | None = None
+    geo: GeoMeta | None = None
+    files: tuple[Path, ...] = ()
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    def name_of(self, index: int) -> str:
+        """The output file stem of frame ``index``: the source name, or a 6-digit number."""
+        if self.frame_names is not None and index < len(self.frame_names):
+            return self.frame_names[index]
+        return f"{index:06d}"
+
+
+class Frame(NamedTuple):
+    """One decoded frame: ``data`` (H, W, C) in the native dtype; ``valid`` (H, W) or ``None``."""
+
+    index: int
+    data: np.ndarray
+    valid: np.ndarray | None
+
+
+class FrameSource(ABC):
+    """A sequential reader of frames."""
+
+    info: SourceInfo
+
+    @abstractmethod
+    def frames(self, start: int = 0) -> Iterator[Frame]:
+        """Yield frames ``start, start+1, …`` until the end; raises InputError on bad data."""
+
+    def close(self) -> None:  # noqa: B027  (optional hook)
+        """Release files and subprocesses."""
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class FrameSink(ABC):
+    """A writer of output frames into a temporary location, made final by :meth:`commit`.
+
+    Frames arrive in increasing index order. ``done()`` lists frames already complete from an
+    earlier run (verified), which the engine skips. :meth:`abort` removes every temporary file.
+    """
+
+    path: Path
+
+    @abstractmethod
+    def done(self) -> set[int]:
+        """Frame indices whose output is already complete and verified (resume)."""
+
+    @abstractmethod
+    def write(self, index: int, data: np.ndarray, valid: np.ndarray | None) -> None:
+        """Write the x4 frame ``index``: ``data`` (sH, sW, C) native dtype."""
+
+    def discard_pending(self) -> None:  # noqa: B027  (optional hook)
+        """Drop frames written but not yet final (Ctrl-C in the middle of a video segment)."""
+
+    @abstractmethod
+    def commit(self) -> Path:
+        """Finish the output and move it to its final path."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Remove every temporary file of this output (the final path is never touched)."""
+
+    def state(self) -> dict[str, Any]:
+        """Extra resume state to keep in the job manifest."""
+        return {}
+
+
+def partial_path(path: Path) -> Path:
+    """The temporary name of ``path`` while it is being written: ``NAME.partial`` beside it."""
+    return path.with_name(path.name + ".partial")
+
+
+def atomic_replace(tmp: Path, final: Path) -> None:
+    """Move ``tmp`` to ``final`` (a file or a folder) atomically where the OS allows it."""
+    if final.is_dir() and not final.is_symlink():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file or folder if present (no error when missing)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def file_identity(paths: list[Path] | tuple[Path, ...]) -> dict[str, Any]:
+    """A cheap identity of input files for resume checks: count, names, total size, newest mtime."""
+    sizes = 0
+    newest = 0
+    names = []
+    for p in paths:
+        st = p.stat()
+        sizes += st.st_size
+        newest = max(newest, st.st_mtime_ns)
+        names.append(p.name)
+    import hashlib
+
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+    return {"files": len(paths), "bytes": sizes, "mtime_ns": newest, "names_sha": digest}

@@ -1,0 +1,279 @@
+"""Folders (or globs) of image frames: PNG/TIFF/JPEG/BMP, 8- or 16-bit or float, in natural order.
+
+Images are read and written with rasterio (GDAL's PNG and GTiff drivers) because Pillow reads
+16-bit colour PNGs as 8-bit. A palette image is expanded to RGB through its colour table. All
+frames must share one size, band count and dtype (checked from the headers before any work).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from satvsr_cli.errors import InputError, OutputError
+from satvsr_cli.io.base import (
+    Frame,
+    FrameSink,
+    FrameSource,
+    SourceInfo,
+    atomic_replace,
+    file_identity,
+    partial_path,
+    remove_path,
+)
+from satvsr_cli.jilin import IMAGE_SUFFIXES, natural_key
+
+FRAME_FORMATS = ("png", "tif")
+_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def _env() -> Any:
+    import rasterio
+
+    return rasterio.Env(GDAL_PAM_ENABLED="NO", CPL_LOG="/dev/null" if os.name != "nt" else "NUL")
+
+
+def is_glob(spec: str) -> bool:
+    """True when ``spec`` contains glob wildcards."""
+    return any(ch in spec for ch in "*?[")
+
+
+def list_frame_files(spec: str | Path) -> list[Path]:
+    """Image files of a folder, a glob or a single image, in natural order of their names."""
+    text = str(spec)
+    if is_glob(text):
+        files = [Path(p) for p in glob.glob(text) if Path(p).is_file()]
+        files = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    else:
+        p = Path(text)
+        if p.is_dir():
+            files = [q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES]
+        elif p.is_file():
+            files = [p]
+        else:
+            raise InputError(f"{p}: no such file or folder")
+    return sorted(files, key=lambda q: natural_key(q.name))
+
+
+def _header(path: Path) -> tuple[int, int, int, str, bool]:
+    """(width, height, bands, dtype, palette) of an image file."""
+    import rasterio
+    from rasterio.enums import ColorInterp
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with _env(), rasterio.open(path) as ds:
+                palette = ds.count == 1 and ds.colorinterp[0] == ColorInterp.palette
+                return ds.width, ds.height, (3 if palette else ds.count), ds.dtypes[0], palette
+    except RasterioIOError as exc:
+        raise InputError(f"{path}: unreadable image ({str(exc).splitlines()[0]})") from None
+
+
+def read_image(path: Path) -> np.ndarray:
+    """One image as ``(H, W, C)`` in its native dtype (palette images expanded to RGB)."""
+    import rasterio
+    from rasterio.enums import ColorInterp
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with _env(), rasterio.open(path) as ds:
+                data = ds.read()
+                if ds.count == 1 and ds.colorinterp[0] == ColorInterp.palette:
+                    cmap = ds.colormap(1)
+                    lut = np.zeros((256, 3), dtype=np.uint8)
+                    for k, rgba in cmap.items():
+                        if 0 <= k < 256:
+                            lut[k] = rgba[:3]
+                    return lut[data[0]]
+    except RasterioIOError as exc:
+        raise InputError(f"{path}: unreadable image ({str(exc).splitlines()[0]})") from None
+    return np.ascontiguousarray(data.transpose(1, 2, 0))
+
+
+def probe_frames(spec: str | Path) -> SourceInfo:
+    """Describe a frame folder or glob; every header is checked for one common size and dtype."""
+    files = list_frame_files(spec)
+    if not files:
+        raise InputError(f"{spec}: no image frames found ({', '.join(IMAGE_SUFFIXES)})")
+    w, h, c, dt, _ = _header(files[0])
+    for p in files[1:]:
+        w2, h2, c2, dt2, _ = _header(p)
+        if (w2, h2, c2, dt2) != (w, h, c, dt):
+            raise InputError(
+                f"{p}: {w2}x{h2}, {c2} band(s) {dt2} differs from {files[0].name} "
+                f"({w}x{h}, {c} band(s) {dt}); all frames must match"
+            )
+    return SourceInfo(
+        kind="frames",
+        spec=str(spec),
+        width=w,
+        height=h,
+        bands=c,
+        dtype=dt,
+        n_frames=len(files),
+        frame_names=tuple(p.stem for p in files),
+        frame_suffix=files[0].suffix.lower(),
+        bit_depth=np.dtype(dt).itemsize * 8,
+        files=tuple(files),
+        identity={"spec": str(spec), **file_identity(files)},
+    )
+
+
+class FramesSource(FrameSource):
+    """Reads a folder or glob of frames one by one."""
+
+    def __init__(self, spec: str | Path, info: SourceInfo | None = None) -> None:
+        """Probe ``spec`` unless ``info`` is given."""
+        self.info = info or probe_frames(spec)
+
+    def frames(self, start: int = 0) -> Iterator[Frame]:
+        """Frames from ``start`` on; a frame that changed since probing raises InputError."""
+        info = self.info
+        for i, path in enumerate(info.files):
+            if i < start:
+                continue
+            data = read_image(path)
+            if data.shape != (info.height, info.width, info.bands) or str(data.dtype) != info.dtype:
+                raise InputError(f"{path}: frame does not match the others (changed while reading?)")
+            yield Frame(i, data, None)
+
+
+def frame_format_for(dtype: str, requested: str | None, source_suffix: str | None) -> str:
+    """``png`` or ``tif`` for an output frame folder (floats and >16-bit need TIFF)."""
+    dt = np.dtype(dtype)
+    png_ok = dt in (np.dtype("uint8"), np.dtype("uint16"))
+    if requested is not None:
+        if requested not in FRAME_FORMATS:
+            raise OutputError(f"unknown frame format {requested!r}; use png or tif")
+        if requested == "png" and not png_ok:
+            raise OutputError(f"PNG cannot hold {dtype} pixels; use --frame-format tif")
+        return requested
+    if source_suffix in (".tif", ".tiff") or not png_ok:
+        return "tif"
+    return "png"
+
+
+def write_image(path: Path, data: np.ndarray, fmt: str) -> None:
+    """Write ``(H, W, C)`` ``data`` as PNG or DEFLATE-compressed TIFF (tiled when large)."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    h, w, c = data.shape
+    if fmt == "png":
+        profile: dict[str, Any] = {"driver": "PNG", "zlevel": 6}
+    else:
+        profile = {"driver": "GTiff", "compress": "deflate",
+                   "predictor": 3 if data.dtype.kind == "f" else 2}
+        if h >= 512 and w >= 512:
+            profile.update(tiled=True, blockxsize=256, blockysize=256)
+        if c > 1:
+            profile["interleave"] = "pixel"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with _env(), rasterio.open(
+            path, "w", width=w, height=h, count=c, dtype=data.dtype, **profile
+        ) as ds:
+            ds.write(data.transpose(2, 0, 1))
+
+
+def verify_image(path: Path, width: int, height: int, bands: int, dtype: str) -> bool:
+    """True when ``path`` opens with the expected size/bands/dtype and is not truncated."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+    from rasterio.windows import Window
+
+    try:
+        if path.suffix.lower() == ".png":
+            with open(path, "rb") as f:
+                f.seek(max(0, path.stat().st_size - len(_PNG_IEND)))
+                if f.read() != _PNG_IEND:
+                    return False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with _env(), rasterio.open(path) as ds:
+                if (ds.width, ds.height, ds.count, ds.dtypes[0]) != (width, height, bands, dtype):
+                    return False
+                if path.suffix.lower() != ".png":
+                    ds.read(window=Window(0, height - 1, width, 1))
+        return True
+    except (RasterioIOError, OSError):
+        return False
+
+
+class FramesSink(FrameSink):
+    """One image per frame into ``OUT.partial/``, renamed to ``OUT/`` by :meth:`commit`."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        names: list[str],
+        first_index: int,
+        width: int,
+        height: int,
+        bands: int,
+        dtype: str,
+        fmt: str,
+        resume: bool = False,
+    ) -> None:
+        """``names[i]`` is the file stem of frame ``first_index + i``."""
+        self.path = path
+        self.workdir = partial_path(path)
+        self.names = names
+        self.first = first_index
+        self.width, self.height, self.bands, self.dtype = width, height, bands, dtype
+        self.fmt = fmt
+        self.ext = ".png" if fmt == "png" else ".tif"
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{self.workdir}: cannot create ({exc.strerror})") from None
+        for p in self.workdir.glob(".*.tmp*"):
+            p.unlink(missing_ok=True)
+        self._done: set[int] = set()
+        if resume:
+            for i, name in enumerate(names):
+                p = self.file_for(first_index + i)
+                if p.exists() and verify_image(p, width, height, bands, dtype):
+                    self._done.add(first_index + i)
+                else:
+                    p.unlink(missing_ok=True)
+
+    def file_for(self, index: int) -> Path:
+        """Path (inside the work folder) of frame ``index``."""
+        return self.workdir / (self.names[index - self.first] + self.ext)
+
+    def done(self) -> set[int]:
+        """Frames already written and verified."""
+        return set(self._done)
+
+    def write(self, index: int, data: np.ndarray, valid: np.ndarray | None) -> None:
+        """Write one frame to a hidden temp name, then rename it into place."""
+        final = self.file_for(index)
+        tmp = final.with_name(f".{final.stem}.tmp{self.ext}")
+        try:
+            write_image(tmp, data, self.fmt)
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._done.add(index)
+
+    def commit(self) -> Path:
+        """Rename ``OUT.partial/`` to ``OUT/``."""
+        atomic_replace(self.workdir, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Remove ``OUT.partial/``."""
+        remove_path(self.workdir)

@@ -1,0 +1,106 @@
+"""Alignment and fusion: MSD (models.md §5), MSDTGP's TAtt (§6.4) and EDVR's TSA fusion (§7.4)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from satvsr_cli.models.deform import DCNSep
+
+__all__ = ["MSD", "TSAFusion", "TemporalAttention"]
+
+
+def _lrelu(x: Tensor) -> Tensor:
+    """LeakyReLU with slope 0.1."""
+    return F.leaky_relu(x, 0.1)
+
+
+class MSD(nn.Module):
+    """Multi-scale deformable alignment of a neighbour feature to a reference (686,168 params at 64)."""
+
+    def __init__(self, nf: int = 64, groups: int = 8) -> None:
+        """Build the offset branch (3×3, 5×5, 7×7 scales) and the deformable conv ``dcnpack``."""
+        super().__init__()
+        if groups < 1 or nf % groups != 0:
+            raise ValueError(f"nf ({nf}) must be divisible by groups ({groups})")
+        self.offset_conv1 = nn.Conv2d(2 * nf, nf, 3, 1, 1)
+        self.mul_scale1 = nn.Conv2d(nf, nf, 3, 1, 1)
+        self.mul_scale2 = nn.Conv2d(nf, nf, 5, 1, 2)
+        self.mul_scale3 = nn.Conv2d(nf, nf, 7, 1, 3)
+        self.offset_conv2 = nn.Conv2d(3 * nf, nf, 3, 1, 1)
+        self.dcnpack = DCNSep(nf, nf, 3, deformable_groups=groups)
+
+    def forward(self, nbr: Tensor, ref: Tensor) -> Tensor:
+        """Align ``nbr`` (B, nf, H, W) to ``ref`` (B, nf, H, W)."""
+        o1 = _lrelu(self.offset_conv1(torch.cat([nbr, ref], dim=1)))
+        m3 = _lrelu(self.mul_scale1(o1))
+        m5 = _lrelu(self.mul_scale2(o1))
+        m7 = _lrelu(self.mul_scale3(o1))
+        o2 = _lrelu(self.offset_conv2(torch.cat([m3, m5, m7], dim=1)))
+        return _lrelu(self.dcnpack(nbr, o1 + o2))
+
+
+class TemporalAttention(nn.Module):
+    """MSDTGP's TAtt: sigmoid correlation weights against the reference (index ``center``)."""
+
+    def __init__(self, nf: int = 64, center: int = 0) -> None:
+        """Build ``tAtt_1`` (applied to every map) and ``tAtt_2`` (applied to the reference)."""
+        super().__init__()
+        self.center = center
+        self.tAtt_1 = nn.Conv2d(nf, nf, 3, 1, 1)
+        self.tAtt_2 = nn.Conv2d(nf, nf, 3, 1, 1)
+
+    def forward(self, stack: Tensor) -> Tensor:
+        """``(B, N, nf, H, W)`` → ``(B, N·nf, H, W)``, each map scaled by its attention."""
+        b, n, c, h, w = stack.shape
+        e_ref = self.tAtt_2(stack[:, self.center])
+        emb = self.tAtt_1(stack.reshape(b * n, c, h, w)).view(b, n, c, h, w)
+        prob = torch.sigmoid((emb * e_ref.unsqueeze(1)).sum(dim=2, keepdim=True))
+        return (stack * prob).reshape(b, n * c, h, w)
+
+
+class TSAFusion(nn.Module):
+    """EDVR temporal + spatial attention fusion (324,416 params at nf 64, 5 frames)."""
+
+    def __init__(self, nf: int = 64, nframes: int = 5, center: int = 2) -> None:
+        """Build the temporal (``tAtt_*``), fusion and spatial-pyramid attention (``sAtt_*``) convs."""
+        super().__init__()
+        self.center = center
+        self.tAtt_1 = nn.Conv2d(nf, nf, 3, 1, 1)
+        self.tAtt_2 = nn.Conv2d(nf, nf, 3, 1, 1)
+        self.fea_fusion = nn.Conv2d(nframes * nf, nf, 1, 1, 0)
+        self.sAtt_1 = nn.Conv2d(nframes * nf, nf, 1, 1, 0)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.avgpool = nn.AvgPool2d(3, stride=2, padding=1)
+        self.sAtt_2 = nn.Conv2d(2 * nf, nf, 1, 1, 0)
+        self.sAtt_3 = nn.Conv2d(nf, nf, 3, 1, 1)
+        self.sAtt_4 = nn.Conv2d(nf, nf, 1, 1, 0)
+        self.sAtt_5 = nn.Conv2d(nf, nf, 3, 1, 1)
+        self.sAtt_L1 = nn.Conv2d(nf, nf, 1, 1, 0)
+        self.sAtt_L2 = nn.Conv2d(2 * nf, nf, 3, 1, 1)
+        self.sAtt_L3 = nn.Conv2d(nf, nf, 3, 1, 1)
+        self.sAtt_add_1 = nn.Conv2d(nf, nf, 1, 1, 0)
+        self.sAtt_add_2 = nn.Conv2d(nf, nf, 1, 1, 0)
+
+    def forward(self, aligned: Tensor) -> Tensor:
+        """``(B, N, nf, H, W)`` aligned features → ``(B, nf, H, W)``; H, W multiples of 4."""
+        b, n, c, h, w = aligned.shape
+        e_ref = self.tAtt_2(aligned[:, self.center])
+        emb = self.tAtt_1(aligned.reshape(b * n, c, h, w)).view(b, n, c, h, w)
+        prob = torch.sigmoid((emb * e_ref.unsqueeze(1)).sum(dim=2, keepdim=True))
+        x = (aligned * prob).reshape(b, n * c, h, w)
+
+        fea = _lrelu(self.fea_fusion(x))
+        att = _lrelu(self.sAtt_1(x))
+        att = _lrelu(self.sAtt_2(torch.cat([self.maxpool(att), self.avgpool(att)], dim=1)))
+        att_l = _lrelu(self.sAtt_L1(att))
+        att_l = _lrelu(self.sAtt_L2(torch.cat([self.maxpool(att_l), self.avgpool(att_l)], dim=1)))
+        att_l = _lrelu(self.sAtt_L3(att_l))
+        att_l = F.interpolate(att_l, scale_factor=2, mode="bilinear", align_corners=False)
+        att = _lrelu(self.sAtt_3(att)) + att_l
+        att = _lrelu(self.sAtt_4(att))
+        att = F.interpolate(att, scale_factor=2, mode="bilinear", align_corners=False)
+        att = self.sAtt_5(att)
+        att_add = self.sAtt_add_2(_lrelu(self.sAtt_add_1(att)))
+        return fea * torch.sigmoid(att) * 2 + att_add

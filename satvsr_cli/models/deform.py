@@ -1,0 +1,214 @@
+"""Modulated deformable convolution (DCNv2, "separate guide" flavour) in pure PyTorch (models.md §4).
+
+The default backend is ``"auto"``: ``torchvision.ops.deform_conv2d`` when torchvision imports
+cleanly, else the pure ``grid_sample`` formulation of §4.3. ``set_backend("pure")`` forces the
+pure path (tests use it); ``set_backend("torchvision")`` requires torchvision.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "OFFSET_WARN_THRESHOLD",
+    "DCNSep",
+    "deform_conv2d_pure",
+    "get_backend",
+    "modulated_deform_conv2d",
+    "set_backend",
+    "torchvision_available",
+]
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["auto", "pure", "torchvision"]
+
+#: ``mean(|offset|)`` above which a warning is logged (upstream uses 100, BasicSR 50).
+OFFSET_WARN_THRESHOLD = 100.0
+
+_tv_deform_conv2d: Callable[..., Tensor] | None
+try:  # torchvision is optional; a mismatched build fails at import with odd errors
+    from torchvision.ops import deform_conv2d as _tv_deform_conv2d
+except Exception:  # noqa: BLE001 - any failure means "not usable"
+    _tv_deform_conv2d = None
+
+_backend: Backend = "auto"
+
+
+def torchvision_available() -> bool:
+    """True when ``torchvision.ops.deform_conv2d`` imported cleanly."""
+    return _tv_deform_conv2d is not None
+
+
+def set_backend(name: Backend) -> None:
+    """Select the deformable-conv backend: ``"auto"``, ``"pure"`` or ``"torchvision"``."""
+    global _backend
+    if name not in ("auto", "pure", "torchvision"):
+        raise ValueError(f"unknown deform backend {name!r}; valid: auto, pure, torchvision")
+    if name == "torchvision" and _tv_deform_conv2d is None:
+        raise ValueError("the torchvision deform backend was requested but torchvision is unusable")
+    _backend = name
+
+
+def get_backend() -> str:
+    """The backend actually in use: ``"pure"`` or ``"torchvision"``."""
+    if _backend == "pure" or _tv_deform_conv2d is None:
+        return "pure"
+    return "torchvision"
+
+
+def deform_conv2d_pure(
+    input: Tensor,
+    offset: Tensor,
+    mask: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    padding: int = 1,
+) -> Tensor:
+    """Modulated deformable conv (stride 1, dilation 1) with ``F.grid_sample`` (models.md §4.3).
+
+    Args:
+        input: ``(B, C, H, W)``.
+        offset: ``(B, 2·G·K, Ho, Wo)``; channel ``g·2K + 2k`` is Δy and ``g·2K + 2k + 1`` is Δx
+            for deformable group ``g`` and kernel tap ``k = i·kw + j``.
+        mask: ``(B, G·K, Ho, Wo)``, channel ``g·K + k``.
+        weight: ``(C_out, C, kh, kw)``.
+        bias: ``(C_out,)`` or None.
+        padding: zero padding of the (virtual) regular grid; ``Ho = H + 2p − kh + 1``.
+
+    Returns:
+        ``(B, C_out, Ho, Wo)``. Samples outside the image read zeros (bilinear with zero corners).
+    """
+    b, c, h, w = input.shape
+    c_out, c_in, kh, kw = weight.shape
+    k = kh * kw
+    if c_in != c:
+        raise ValueError(f"weight expects {c_in} input channels, input has {c}")
+    if offset.shape[1] % (2 * k) != 0:
+        raise ValueError(f"offset channels {offset.shape[1]} are not a multiple of 2·{k}")
+    g = offset.shape[1] // (2 * k)
+    if g < 1 or c % g != 0:
+        raise ValueError(f"input channels {c} are not divisible by {g} offset groups")
+    ho, wo = h + 2 * padding - kh + 1, w + 2 * padding - kw + 1
+    if tuple(offset.shape) != (b, 2 * g * k, ho, wo):
+        raise ValueError(f"offset shape {tuple(offset.shape)} != {(b, 2 * g * k, ho, wo)}")
+    if tuple(mask.shape) != (b, g * k, ho, wo):
+        raise ValueError(f"mask shape {tuple(mask.shape)} != {(b, g * k, ho, wo)}")
+    cg = c // g
+    if b == 0:
+        out = input.new_zeros((0, c_out, ho, wo))
+        return out + (0 if bias is None else bias.view(1, -1, 1, 1))
+
+    off = offset.reshape(b, g, k, 2, ho, wo)
+    taps = torch.arange(k, device=input.device)
+    ky = (taps // kw).to(input.dtype)
+    kx = (taps % kw).to(input.dtype)
+    ys = torch.arange(ho, device=input.device, dtype=input.dtype) - padding
+    xs = torch.arange(wo, device=input.device, dtype=input.dtype) - padding
+    base_y = (ky[:, None] + ys[None, :])[:, :, None]  # (K, Ho, 1)
+    base_x = (kx[:, None] + xs[None, :])[:, None, :]  # (K, 1, Wo)
+    py = off[:, :, :, 0] + base_y  # (B, G, K, Ho, Wo)
+    px = off[:, :, :, 1] + base_x
+    # align_corners=False with (2p + 1)/size − 1 addresses pixel p exactly, also for size 1.
+    gx = (2.0 * px + 1.0) / w - 1.0
+    gy = (2.0 * py + 1.0) / h - 1.0
+    grid = torch.stack((gx, gy), dim=-1).view(b * g, k * ho, wo, 2)
+    samples = F.grid_sample(
+        input.reshape(b * g, cg, h, w),
+        grid,
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=False,
+    )  # (B·G, Cg, K·Ho, Wo)
+    cols = samples.view(b, g, cg, k, ho * wo) * mask.reshape(b, g, 1, k, ho * wo)
+    cols = cols.view(b, c * k, ho * wo)  # (c_in, k) order matches weight.view(C_out, C·K)
+    out = torch.bmm(weight.reshape(1, c_out, c * k).expand(b, c_out, c * k), cols)
+    if bias is not None:
+        out = out + bias.view(1, -1, 1)
+    return out.view(b, c_out, ho, wo)
+
+
+def modulated_deform_conv2d(
+    input: Tensor,
+    offset: Tensor,
+    mask: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    padding: int = 1,
+) -> Tensor:
+    """Dispatch to torchvision (when usable and not disabled) or :func:`deform_conv2d_pure`."""
+    if get_backend() == "torchvision" and _tv_deform_conv2d is not None:
+        return _tv_deform_conv2d(
+            input, offset, weight, bias, stride=1, padding=padding, dilation=1, mask=mask
+        )
+    return deform_conv2d_pure(input, offset, mask, weight, bias, padding)
+
+
+class DCNSep(nn.Module):
+    """Modulated deformable conv whose offsets and mask come from a separate guide feature.
+
+    Parameters (upstream names): ``weight`` (C_out, C_in, k, k), ``bias`` (C_out),
+    ``conv_offset_mask`` = Conv2d(C_in → 3·G·k², k, pad k//2). 64→64, k3, G8: 161,560 params.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 64,
+        out_channels: int = 64,
+        kernel_size: int = 3,
+        deformable_groups: int = 8,
+        *,
+        guide_channels: int | None = None,
+    ) -> None:
+        """Build the parameters; see the class docstring."""
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        if deformable_groups < 1 or in_channels % deformable_groups != 0:
+            raise ValueError(
+                f"in_channels ({in_channels}) must be divisible by deformable_groups "
+                f"({deformable_groups})"
+            )
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.deformable_groups = deformable_groups
+        self.padding = kernel_size // 2
+        k2 = kernel_size * kernel_size
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        guide = in_channels if guide_channels is None else guide_channels
+        self.conv_offset_mask = nn.Conv2d(
+            guide, 3 * deformable_groups * k2, kernel_size, 1, self.padding, bias=True
+        )
+        bound = 1.0 / math.sqrt(in_channels * k2)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.zeros_(self.conv_offset_mask.weight)
+        nn.init.zeros_(self.conv_offset_mask.bias)
+
+    def offsets_and_mask(self, fea: Tensor) -> tuple[Tensor, Tensor]:
+        """Predict ``offset`` (B, 2·G·k², H, W) and ``mask`` (B, G·k², H, W) from the guide."""
+        om = self.conv_offset_mask(fea)
+        n_off = 2 * self.deformable_groups * self.kernel_size * self.kernel_size
+        return om[:, :n_off], torch.sigmoid(om[:, n_off:])
+
+    def forward(self, input: Tensor, fea: Tensor) -> Tensor:
+        """Sample ``input`` at offsets predicted from ``fea``."""
+        offset, mask = self.offsets_and_mask(fea)
+        if offset.numel() and offset.device.type != "meta":
+            mean_abs = float(offset.detach().abs().mean())
+            if mean_abs > OFFSET_WARN_THRESHOLD:
+                logger.warning(
+                    "deformable alignment offsets are large (mean |offset| = %.1f > %.0f): "
+                    "the alignment may be diverging",
+                    mean_abs,
+                    OFFSET_WARN_THRESHOLD,
+                )
+        return modulated_deform_conv2d(input, offset, mask, self.weight, self.bias, self.padding)

@@ -1,0 +1,230 @@
+"""Network registry: names → (class, default kwargs) with ``build_model``, ``list_models``, ``get_spec``.
+
+SIZES_TABLE_PLACEHOLDER
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from satvsr_cli.errors import ModelError
+
+__all__ = [
+    "TINY_OVERRIDES",
+    "ModelSpec",
+    "build_model",
+    "get_spec",
+    "list_models",
+    "tiny_overrides",
+]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a registered network is: its family, contract and default constructor kwargs."""
+
+    name: str
+    family: str
+    description: str
+    size_multiple: int
+    frames: int = 5
+    scale: int = 4
+    paper: bool = False
+    default_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _model_class(family: str) -> type[nn.Module]:
+    """The network class of a family (imported lazily)."""
+    if family == "msdtgp":
+        from satvsr_cli.models.msdtgp import MSDTGP
+
+        return MSDTGP
+    from satvsr_cli.models.lgtd import LGTD
+
+    return LGTD
+
+
+_SPECS: dict[str, ModelSpec] = {}
+
+
+def _register(spec: ModelSpec) -> None:
+    """Add ``spec`` to the registry (names are unique)."""
+    if spec.name in _SPECS:
+        raise RuntimeError(f"network {spec.name!r} registered twice")
+    _SPECS[spec.name] = spec
+
+
+_register(
+    ModelSpec(
+        name="msdtgp",
+        family="msdtgp",
+        description="MSDTGP (TGRS 2022), paper configuration, 14.17 M params",
+        size_multiple=1,
+        paper=True,
+        default_kwargs={},
+    )
+)
+_register(
+    ModelSpec(
+        name="lgtd",
+        family="lgtd",
+        description="LGTD (TCSVT 2024) with a 5-RHAG HAT head, paper-like, 20.98 M params",
+        size_multiple=16,
+        paper=True,
+        default_kwargs={"head": "hat", "n_head_blocks": 5},
+    )
+)
+_register(
+    ModelSpec(
+        name="lgtd_hat6",
+        family="lgtd",
+        description="LGTD with the upstream default 6-RHAG HAT head, 24.33 M params",
+        size_multiple=16,
+        paper=True,
+        default_kwargs={"head": "hat", "n_head_blocks": 6},
+    )
+)
+_register(
+    ModelSpec(
+        name="lgtd_lite",
+        family="lgtd",
+        description="LGTD trunk with the ResNet head (upstream LGTD_arc), 6.88 M params",
+        size_multiple=4,
+        paper=True,
+        default_kwargs={"head": "resnet", "n_head_blocks": 5},
+    )
+)
+_register(
+    ModelSpec(
+        name="msdtgp_small",
+        family="msdtgp",
+        description="MSDTGP topology with reduced widths/depths for CPU training and inference",
+        size_multiple=1,
+        paper=False,
+        default_kwargs={
+            "base_filter": 32,
+            "feat": 8,
+            "nf": 16,
+            "num_stages": 1,
+            "n_resblock": 2,
+            "n_resblock_hr": 1,
+            "n_ext_resblock": 1,
+            "groups": 2,
+        },
+    )
+)
+_register(
+    ModelSpec(
+        name="lgtd_small",
+        family="lgtd",
+        description="LGTD-lite topology (ResNet head) with reduced widths/depths for CPU use",
+        size_multiple=4,
+        paper=False,
+        default_kwargs={
+            "head": "resnet",
+            "nf": 16,
+            "groups": 4,
+            "n_ext_resblock": 2,
+            "n_comp_resblock": 2,
+            "stdm_nf": 32,
+            "stdm_diff_nf": 16,
+            "head_nf": 48,
+            "n_head_blocks": 3,
+            "upsample_nf": 16,
+        },
+    )
+)
+
+#: Tiny constructor overrides per registered name (a few thousand to a few tens of thousands of
+#: parameters), for fast tests: ``build_model(name, **TINY_OVERRIDES[name])``. The family names
+#: ``"msdtgp"`` and ``"lgtd"`` are keys too.
+TINY_OVERRIDES: dict[str, dict[str, Any]] = {
+    "msdtgp": {
+        "base_filter": 8,
+        "feat": 4,
+        "nf": 4,
+        "num_stages": 2,
+        "n_resblock": 1,
+        "n_resblock_hr": 1,
+        "n_ext_resblock": 1,
+        "groups": 2,
+    },
+    "lgtd": {
+        "nf": 8,
+        "groups": 2,
+        "n_ext_resblock": 1,
+        "n_comp_resblock": 1,
+        "stdm_nf": 8,
+        "stdm_diff_nf": 4,
+        "head_nf": 12,
+        "n_head_blocks": 1,
+        "upsample_nf": 4,
+        "hat_depth": 2,
+        "num_heads": 2,
+        "window_size": 4,
+    },
+    "lgtd_lite": {
+        "nf": 8,
+        "groups": 2,
+        "n_ext_resblock": 1,
+        "n_comp_resblock": 1,
+        "stdm_nf": 8,
+        "stdm_diff_nf": 4,
+        "head_nf": 8,
+        "n_head_blocks": 1,
+        "upsample_nf": 4,
+    },
+}
+TINY_OVERRIDES["lgtd_hat6"] = dict(TINY_OVERRIDES["lgtd"], n_head_blocks=2)
+TINY_OVERRIDES["msdtgp_small"] = dict(TINY_OVERRIDES["msdtgp"])
+TINY_OVERRIDES["lgtd_small"] = dict(TINY_OVERRIDES["lgtd_lite"])
+
+
+def list_models() -> list[str]:
+    """The registered network names, in registration order (paper configs first)."""
+    return list(_SPECS)
+
+
+def _unknown(name: str) -> ModelError:
+    """The one-line error for an unknown network name."""
+    return ModelError(f"unknown network {name!r}; valid: {', '.join(list_models())}")
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` of ``name``; raises :class:`ModelError` for an unknown name."""
+    try:
+        return _SPECS[name]
+    except KeyError:
+        raise _unknown(name) from None
+
+
+def tiny_overrides(name: str) -> dict[str, Any]:
+    """A copy of the tiny test overrides for ``name``."""
+    get_spec(name)
+    return dict(TINY_OVERRIDES[name])
+
+
+def build_model(name: str, **overrides: Any) -> nn.Module:
+    """Build the network ``name`` with its preset kwargs updated by ``overrides``.
+
+    Raises:
+        ModelError: an unknown name, an unknown keyword, or a value the constructor rejects
+            (the constructor's ``ValueError`` message, on one line).
+    """
+    spec = get_spec(name)
+    cls = _model_class(spec.family)
+    params = inspect.signature(cls.__init__).parameters
+    bad = sorted(k for k in overrides if k not in params or k == "self")
+    if bad:
+        valid = ", ".join(k for k in params if k != "self")
+        raise ModelError(f"unknown option(s) {', '.join(bad)} for network {name!r}; valid: {valid}")
+    kwargs = {**spec.default_kwargs, **overrides}
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        message = " ".join(str(exc).split())
+        raise ModelError(f"invalid configuration for network {name!r}: {message}") from exc
