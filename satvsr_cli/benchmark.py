@@ -14,7 +14,7 @@ The protocol is the MSDTGP/LGTD papers' one (``docs/models.md`` §11) unless an 
   ``imresize(GT, 1/4)``, which is bit-exact against the official Jilin-189 LR.
 
 Speed figures: ``ms_per_frame`` is the model-only time per output frame (tensor on the device in,
-tensor on the device out, synchronised on CUDA, after one untimed warm-up forward per LR size);
+tensor on the device out, synchronised on CUDA, after untimed warm-up forwards per LR size);
 ``fps_end_to_end`` counts everything a user's run does (reading frames, making LR, moving data,
 inference, converting back) but not the scoring; ``peak_mem_mb`` is
 ``torch.cuda.max_memory_allocated`` on CUDA (weights included) and, on CPU, the growth of the
@@ -29,7 +29,6 @@ import contextlib
 import datetime as _dt
 import math
 import platform
-import resource
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -284,6 +283,26 @@ def _read_gt(loaded: _LoadedClip, i: int) -> npt.NDArray[Any]:
     return gt
 
 
+def _score(
+    pred: npt.NDArray[Any],
+    gt: npt.NDArray[Any],
+    path: Path,
+    data_range: float,
+    crop_border: int,
+    y_channel: bool,
+) -> tuple[float, float]:
+    """PSNR and SSIM of one frame; a frame too small for the options is a one-line InputError."""
+    try:
+        kw: dict[str, Any] = {
+            "data_range": data_range,
+            "crop_border": crop_border,
+            "y_channel": y_channel,
+        }
+        return psnr(pred, gt, **kw), ssim(pred, gt, **kw)
+    except ValueError as exc:
+        raise InputError(f"{path}: cannot score this frame: {exc}") from None
+
+
 # ---------------------------------------------------------------------------------- memory
 
 
@@ -320,7 +339,11 @@ class _PeakMemory:
 
 
 def _maxrss_kb() -> int:
-    """Peak resident set size of this process in KiB (``ru_maxrss``; bytes on macOS)."""
+    """Peak resident set size of this process in KiB (``ru_maxrss``; bytes on macOS; 0 on Windows)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(r // 1024) if sys.platform == "darwin" else int(r)
 
@@ -511,7 +534,8 @@ def evaluate_model(
     """Score a network on clips (the papers' protocol by default); usable for validation.
 
     The network is run in eval mode under ``torch.inference_mode`` and its previous train/eval
-    mode is restored afterwards; it is moved to ``device`` if it is elsewhere.
+    mode is restored afterwards; it is moved to ``device`` if it is elsewhere. Without
+    ``measure`` nothing global is touched (the peak-memory counters are only reset to measure).
 
     Args:
         model: a satvsr network (``(B, 5, 3, h, w)`` in [0, 1] → ``(B, 3, 4h, 4w)``).
@@ -527,7 +551,7 @@ def evaluate_model(
         batch_size: windows per forward.
         name: the method name in the result.
         measure: also measure parameters, GMAC, model-only time (after a warm-up), end-to-end
-            fps and peak memory (costs one extra forward per LR size).
+            fps and peak memory (costs two extra forwards per LR size: the MAC count and a warm-up).
         progress: optional per-frame callback.
 
     Returns:
@@ -555,9 +579,10 @@ def evaluate_model(
     model_s = 0.0
     wall_excluded = 0.0  # scoring and warm-up: not part of the end-to-end time
     warm_sizes: dict[tuple[int, int], float | None] = {}
-    mem = _PeakMemory(dev)
+    # only when measuring: resetting the peak counters would disturb a caller's own statistics
+    mem = _PeakMemory(dev) if measure else None
     try:
-        with mem, torch.inference_mode():
+        with mem or contextlib.nullcontext(), torch.inference_mode():
             t_start = time.perf_counter()
             for clip in clips:
                 loaded = _load_lr(clip, lr_from_gt=lr_from_gt, max_frames=max_frames)
@@ -572,6 +597,15 @@ def evaluate_model(
                     )
                     with autocast:
                         warm_sizes[lr_hw] = count_gmac(model, frames[win_idx][None])
+                        # plus one plain untimed pass: the first calls after the counter are slow
+                        for _ in predict_windows(
+                            model,
+                            frames,
+                            [0],
+                            n_total=loaded.n_total,
+                            temporal_padding=temporal_padding,
+                        ):
+                            pass
                     _sync(dev)
                     wall_excluded += time.perf_counter() - t0
                 fp: list[float] = []
@@ -597,24 +631,11 @@ def evaluate_model(
                     pred = _to_numpy_pred(out, data_range, quantize, loaded.dtype)
                     t0 = time.perf_counter()
                     gt = _read_gt(loaded, c)
-                    fp.append(
-                        psnr(
-                            pred,
-                            gt,
-                            data_range=data_range,
-                            crop_border=crop_border,
-                            y_channel=y_channel,
-                        )
+                    p_val, s_val = _score(
+                        pred, gt, loaded.clip.gt[c], data_range, crop_border, y_channel
                     )
-                    fs.append(
-                        ssim(
-                            pred,
-                            gt,
-                            data_range=data_range,
-                            crop_border=crop_border,
-                            y_channel=y_channel,
-                        )
-                    )
+                    fp.append(p_val)
+                    fs.append(s_val)
                     wall_excluded += time.perf_counter() - t0
                     if progress is not None:
                         progress(name, clip.name, len(fp), loaded.n_eval)
@@ -639,7 +660,7 @@ def evaluate_model(
         result.ms_per_frame = 1000.0 * model_s / result.frames
         e2e = wall - wall_excluded
         result.fps_end_to_end = result.frames / e2e if e2e > 0 else None
-        result.peak_mem_mb = mem.peak_mb()
+        result.peak_mem_mb = mem.peak_mb() if mem is not None else None
     return result
 
 
@@ -699,24 +720,9 @@ def evaluate_bicubic(
                 t1 = time.perf_counter()
                 resize_s += t1 - t0
                 gt = _read_gt(loaded, i)
-                fp.append(
-                    psnr(
-                        pred,
-                        gt,
-                        data_range=data_range,
-                        crop_border=crop_border,
-                        y_channel=y_channel,
-                    )
-                )
-                fs.append(
-                    ssim(
-                        pred,
-                        gt,
-                        data_range=data_range,
-                        crop_border=crop_border,
-                        y_channel=y_channel,
-                    )
-                )
+                p_val, s_val = _score(pred, gt, clip.gt[i], data_range, crop_border, y_channel)
+                fp.append(p_val)
+                fs.append(s_val)
                 excluded += time.perf_counter() - t1
                 if progress is not None:
                     progress(BICUBIC, clip.name, len(fp), loaded.n_eval)
@@ -866,9 +872,12 @@ def evaluate(
         "precision": precision,
         "batch_size": batch_size,
         "torch_threads": None,
-        "timing": "ms_per_frame: model only, after one warm-up forward per LR size"
+        "timing": "ms_per_frame: model only, after warm-up forwards per LR size"
         + (", torch.cuda.synchronize around each step" if dev.type == "cuda" else "")
         + "; fps_end_to_end: reading/making LR + inference + conversion, scoring excluded",
+        "macs": "GMAC of one full 5-frame forward per output frame at the clip's LR size, "
+        "torch FlopCounterMode FLOPs / 2 (conv, linear, matmul; deformable sampling, "
+        "element-wise ops and pooling not counted)",
         "peak_memory": "torch.cuda.max_memory_allocated (weights included)"
         if dev.type == "cuda"
         else "growth of the process peak RSS during the row (weights loaded before excluded)",
@@ -948,6 +957,7 @@ class SpeedResult:
     reference_gflops: float | None
     matmul_peak_gflops: float
     matmul_size: int
+    repeats: int = 1
     weights_sha256: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
 
@@ -983,9 +993,73 @@ def matmul_peak_gflops(
     return 2.0 * n**3 / best / 1e9, n
 
 
-def _engine_runner() -> tuple[str, Callable[..., Iterator[tuple[int, torch.Tensor]]]]:
-    """The engine's window runner if the engine provides one, else this module's equivalent."""
-    return "satvsr_cli.benchmark.predict_windows (shared per-frame features)", predict_windows
+EngineRun = Callable[[list[npt.NDArray[np.float32]], Sequence[int], int], list[npt.NDArray[Any]]]
+"""``run(frames (h, w, 3) float32 in [0, 1], centres, n_total) -> [(3, 4h, 4w) float32]``."""
+
+
+def engine_runner(
+    model: torch.nn.Module, device: torch.device, precision: str, batch_size: int
+) -> tuple[str, EngineRun]:
+    """The inference engine as ``satvsr upscale`` runs it (whole-frame tile), as a callable.
+
+    Uses :class:`satvsr_cli.engine.infer.WindowUpscaler` (per-frame feature cache, autocast,
+    output clamped to [0, 1] as the engine writes it). If the engine is not importable, falls
+    back to :func:`predict_windows` with shared features, clamped the same way.
+    """
+    import torch
+
+    try:
+        from satvsr_cli.engine.convert import plan_bands
+        from satvsr_cli.engine.infer import WindowUpscaler
+        from satvsr_cli.io.base import Frame
+
+        up = WindowUpscaler(
+            model,
+            device=device,
+            precision=precision,
+            tile=None,
+            overlap=0,
+            blend="none",
+            batch=batch_size,
+            cache_budget=1 << 40,
+            bands=plan_bands(3),
+            value_range=(0.0, 1.0),
+            out_dtype="float32",
+        )
+    except (ImportError, TypeError, AttributeError):
+        up = None
+
+    if up is not None:
+        engine = up
+
+        def run_engine(
+            frames: list[npt.NDArray[np.float32]], centres: Sequence[int], n_total: int
+        ) -> list[npt.NDArray[Any]]:
+            fr = {i: Frame(i, a, None) for i, a in enumerate(frames)}
+            outs = []
+            for c in centres:
+                outs.append(engine.upscale(c, frame_indices(c, n_total, N_FRAMES, "centre"), fr))
+                engine.forget(c - N_FRAMES // 2)  # no later window uses it
+            engine.clear_cache()
+            return outs
+
+        return "satvsr_cli.engine.infer.WindowUpscaler (whole frame, shared features)", run_engine
+
+    def run_fallback(
+        frames: list[npt.NDArray[np.float32]], centres: Sequence[int], n_total: int
+    ) -> list[npt.NDArray[Any]]:
+        x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous().to(device)
+        with _autocast(device, precision), torch.inference_mode():
+            return [
+                out.float().clamp(0, 1).cpu().numpy()
+                for _, out in predict_windows(
+                    model, x, centres, n_total=n_total, batch_size=batch_size
+                )
+            ]
+
+    return "satvsr_cli.benchmark.predict_windows (shared features; engine not importable)", (
+        run_fallback
+    )
 
 
 def speed_compare(
@@ -999,14 +1073,18 @@ def speed_compare(
     precision: str = "fp32",
     batch_size: int = 4,
     seed: int = 0,
+    repeats: int = 1,
 ) -> SpeedResult:
-    """Engine path against the reference structure, in one run, on the same synthetic clip.
+    """The engine against the reference structure, in one run, on the same synthetic clip.
 
-    The reference is one full ``model(window)`` forward per output frame, batch 1, fp32. The engine
-    path computes each frame's features once and batches ``batch_size`` windows (in
-    ``precision``). Both are warmed up first (the warm-up forwards count the MACs), then timed over
-    ``frames`` output frames with CUDA synchronisation. Achieved GFLOP/s = 2 × MACs actually
-    executed / time, compared with an fp32 matmul peak measured in the same run.
+    The reference is one full ``model(window)`` forward per output frame, batch 1, fp32, its
+    output copied to the host. The engine is :func:`engine_runner` in ``precision``. Both get one
+    untimed warm-up (the reference's counts the MACs), then are timed over ``frames`` output frames
+    (CUDA synchronised); with ``repeats`` > 1 the two paths alternate and each keeps its
+    best time. ``max_abs_diff`` compares the two outputs after the engine's [0, 1]
+    clamp. Achieved GFLOP/s = 2 × MACs actually executed / time (the engine computes each frame's
+    features once, the reference five times), set against an fp32 matmul peak measured in the
+    same run.
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -1014,73 +1092,65 @@ def speed_compare(
     if frames < 1:
         raise InputError(f"--frames must be >= 1, got {frames}")
     dev = torch.device(device)
-    autocast = _autocast(dev, precision)
+    _autocast(dev, precision)  # validates
     model.to(dev).eval()
     h, w = lr_size
     gen = torch.Generator(device="cpu").manual_seed(seed)
     base = torch.rand(1, 3, max(1, h // 4), max(1, w // 4), generator=gen)
     smooth = torch.nn.functional.interpolate(base, size=(h, w), mode="bicubic", align_corners=False)
     noise = torch.rand(frames, 3, h, w, generator=gen)
-    clip = (0.8 * smooth + 0.2 * noise).clamp(0, 1).to(dev)  # texture + noise, one per frame
+    clip_cpu = (0.8 * smooth + 0.2 * noise).clamp(0, 1)  # texture + per-frame noise
+    clip = clip_cpu.to(dev)
+    frames_np = [f.permute(1, 2, 0).contiguous().numpy() for f in clip_cpu]
     centres = list(range(frames))
-    engine_label, runner = _engine_runner()
+    engine_label, run_engine = engine_runner(model, dev, precision, batch_size)
+
+    def reference() -> list[npt.NDArray[Any]]:
+        with torch.inference_mode():
+            return [
+                out.float().cpu().numpy()
+                for _, out in predict_windows(
+                    model, clip, centres, n_total=frames, batch_size=1, share_features=False
+                )
+            ]
 
     with torch.inference_mode():
-        # warm-up + MAC counts
         win0 = clip[frame_indices(0, frames, N_FRAMES, "centre")][None]
         gmac_full = count_gmac(model, win0)
-        gmac_engine: float | None = None
+        model(win0)  # the reference's plain warm-up (the first calls after the counter are slow)
+        gmac_engine: float | None = gmac_full
         if _has_engine_api(model):
             try:
                 from satvsr_cli.models.blocks import pad_to_multiple
 
-                mult = int(getattr(model, "size_multiple", 1) or 1)
-                p = pad_to_multiple(win0, mult)
+                p = pad_to_multiple(win0, int(getattr(model, "size_multiple", 1) or 1))
                 with FlopCounterMode(display=False) as c1:
                     f1 = model.extract(p[0, :1])  # type: ignore[operator]
-                feats = f1[None].expand(1, N_FRAMES, *f1.shape[1:])
+                feats = f1[None].expand(1, N_FRAMES, *f1.shape[1:]).contiguous()
                 with FlopCounterMode(display=False) as c2:
-                    model.forward_window(p, feats.contiguous())  # type: ignore[operator]
+                    model.forward_window(p, feats)  # type: ignore[operator]
                 gmac_engine = (c1.get_total_flops() + c2.get_total_flops()) / 2e9
             except Exception:  # noqa: BLE001  (as in count_gmac)
                 gmac_engine = None
-        else:
-            gmac_engine = gmac_full
-        with autocast:
-            for _ in runner(
-                model,
-                clip,
-                centres[: min(frames, batch_size)],
-                n_total=frames,
-                batch_size=batch_size,
-            ):
-                pass
-        _sync(dev)
+    run_engine(frames_np, centres[: min(frames, 2)], frames)  # engine warm-up
+    _sync(dev)
 
-        # the reference: one full forward per window, batch 1, fp32
-        ref_out: list[torch.Tensor] = []
-        _sync(dev)
+    t_ref = t_eng = math.inf
+    for _ in range(max(1, repeats)):  # alternate the two paths; keep the best time of each
         t0 = time.perf_counter()
-        for _, out in predict_windows(
-            model, clip, centres, n_total=frames, batch_size=1, share_features=False
-        ):
-            ref_out.append(out)
+        ref_out = reference()
         _sync(dev)
-        t_ref = time.perf_counter() - t0
+        t_ref = min(t_ref, time.perf_counter() - t0)
 
-        # the engine path
-        eng_out: list[torch.Tensor] = []
-        _sync(dev)
         t0 = time.perf_counter()
-        with autocast:
-            for _, out in runner(model, clip, centres, n_total=frames, batch_size=batch_size):
-                eng_out.append(out)
+        eng_out = run_engine(frames_np, centres, frames)
         _sync(dev)
-        t_eng = time.perf_counter() - t0
-        diff = max(
-            float((a.float() - b.float()).abs().max())
-            for a, b in zip(eng_out, ref_out, strict=True)
-        )
+        t_eng = min(t_eng, time.perf_counter() - t0)
+
+    diff = max(
+        float(np.abs(np.asarray(a, np.float64) - np.clip(b, 0.0, 1.0)).max())
+        for a, b in zip(eng_out, ref_out, strict=True)
+    )
     peak, n = matmul_peak_gflops(dev)
     return SpeedResult(
         method=name,
@@ -1101,6 +1171,7 @@ def speed_compare(
         reference_gflops=2 * gmac_full * frames / t_ref if gmac_full is not None else None,
         matmul_peak_gflops=peak,
         matmul_size=n,
+        repeats=max(1, repeats),
         weights_sha256=weights_sha256,
         versions=_versions(),
     )
@@ -1117,6 +1188,7 @@ __all__ = [
     "count_gmac",
     "data_range_of",
     "device_name",
+    "engine_runner",
     "evaluate",
     "evaluate_bicubic",
     "evaluate_model",

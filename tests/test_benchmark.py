@@ -446,12 +446,25 @@ def test_cli_inf_is_valid_json(tmp_path):
 def test_cli_speed_mode(tmp_path, fake_resolve):
     out = tmp_path / "speed.json"
     r = _invoke(
-        ["--speed", "--model", "lgtd_small", "--size", "20x16", "--frames", "3", "--json", str(out)]
+        [
+            "--speed",
+            "-m",
+            "lgtd_small",
+            "--size",
+            "20x16",
+            "--frames",
+            "3",
+            "--repeats",
+            "2",
+            "--json",
+            str(out),
+        ]
     )
     assert r.exit_code == 0, r.output
     assert "speed-up" in r.stdout
     doc = json.loads(out.read_text())["speed"][0]
-    assert doc["lr_size"] == [16, 20] and doc["frames"] == 3
+    assert doc["lr_size"] == [16, 20] and doc["frames"] == 3 and doc["repeats"] == 2
+    assert doc["engine"].startswith("satvsr_cli.engine")  # the real engine, not the fallback
     assert doc["max_abs_diff"] < 1e-4 and doc["matmul_peak_gflops"] > 0
 
 
@@ -523,3 +536,50 @@ def test_bicubic_on_real_data_matches_provenance_and_an_independent_psnr(root, e
         channel_axis=-1,
     )
     assert res.clips[0].frame_ssim[0] == pytest.approx(ref, abs=1e-9)
+
+
+def test_cli_frames_too_small_for_the_crop_is_one_line(tmp_path):
+    make_dataset(tmp_path / "small", clips=(("000", 2, True, 3),), size=16)
+    r = _invoke(["--data", str(tmp_path / "small"), "--crop-border", "4"])
+    assert r.exit_code == 2, r.output
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "cannot score this frame" in err[0]
+
+
+def test_default_weights_row_when_no_model_is_given(dataset, monkeypatch, fake_resolve):
+    monkeypatch.setattr(wmod, "default_weights", lambda: Path("/x/default.safetensors"))
+    report = evaluate(dataset, device="cpu", max_frames=1)
+    assert [m.method for m in report.methods] == [BICUBIC, "lgtd_small (random init)"]
+    assert fake_resolve == [(None, None, False)]
+    assert report.settings["weights"][0]["path"] == "/x/default.safetensors"
+    bare = evaluate(dataset, device="cpu", max_frames=1, include_default=False)
+    assert [m.method for m in bare.methods] == [BICUBIC]
+
+
+def test_speed_compare_falls_back_when_the_engine_is_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "satvsr_cli.engine.infer", None)  # import now fails
+    res = speed_compare(WindowMean(), name="w", lr_size=(10, 14), frames=3, batch_size=2)
+    assert "not importable" in res.engine
+    assert res.max_abs_diff < 1e-6
+
+
+def test_uint16_frames_use_their_own_data_range(tmp_path):
+    pytest.importorskip("tifffile")  # 16-bit RGB is written as TIFF
+    rng = np.random.default_rng(5)
+    d = tmp_path / "u16" / "GT" / "000"
+    d.mkdir(parents=True)
+    gts = []
+    for t in range(2):
+        gt = (_frame(rng, 32, t).astype(np.uint16) * 257).astype(np.uint16)
+        iio.imwrite(d / f"{t:03d}.tif", gt)  # PIL cannot write 16-bit RGB PNG
+        gts.append(iio.imread(d / f"{t:03d}.tif"))
+    assert gts[0].dtype == np.uint16
+    res = evaluate_bicubic(find_clips(tmp_path / "u16"))
+    expected = []
+    for gt in gts:
+        pred = imresize(imresize(gt, 0.25), 4).astype(np.float64)
+        mse = np.mean((pred - gt.astype(np.float64)) ** 2)
+        expected.append(10 * np.log10(65535.0**2 / mse))
+    assert res.clips[0].frame_psnr == pytest.approx(expected, abs=1e-9)
+    model_res = evaluate_model(CentreBicubic(), find_clips(tmp_path / "u16"), name="s")
+    assert np.isfinite(model_res.psnr)

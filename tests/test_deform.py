@@ -22,11 +22,14 @@ from satvsr_cli.models.deform import (
 
 @pytest.fixture(autouse=True)
 def _pure_backend():
-    """Run every test on the pure path, restoring the previous backend afterwards."""
+    """Pure path, one thread (small tensors; immune to OpenMP oversubscription on a busy box)."""
     previous = deform._backend
+    threads = torch.get_num_threads()
     set_backend("pure")
+    torch.set_num_threads(1)
     yield
     deform._backend = previous
+    torch.set_num_threads(threads)
 
 
 def _bilinear_zero(img: np.ndarray, y: float, x: float) -> float:
@@ -140,7 +143,15 @@ def test_gradcheck_tiny():
     x, offset, mask, weight, bias = _random_case(1, 8, 6, 6, 2, c_out=4, spread=1.3, seed=3)
     args = [t.clone().requires_grad_(True) for t in (x, offset, mask, weight, bias)]
     assert torch.autograd.gradcheck(
-        lambda *a: deform_conv2d_pure(*a), args, eps=1e-6, atol=1e-5, rtol=1e-4
+        lambda *a: deform_conv2d_pure(*a), args, eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True
+    )
+
+
+def test_gradcheck_full_mode_input_offset_mask():
+    x, offset, mask, weight, bias = _random_case(1, 8, 6, 6, 1, c_out=2, spread=1.3, seed=4)
+    args = [t.clone().requires_grad_(True) for t in (x, offset, mask)]
+    assert torch.autograd.gradcheck(
+        lambda a, o, m: deform_conv2d_pure(a, o, m, weight, bias), args, eps=1e-6, atol=1e-5
     )
 
 
@@ -156,8 +167,9 @@ def test_shape_errors():
         deform_conv2d_pure(x, offset[..., :2], mask, weight, bias)
     with pytest.raises(ValueError, match="mask shape"):
         deform_conv2d_pure(x, offset, mask[:, :9], weight, bias)
+    off4, mask4 = torch.zeros(1, 72, 3, 3).double(), torch.ones(1, 36, 3, 3).double()
     with pytest.raises(ValueError, match="divisible"):
-        deform_conv2d_pure(x[:, :6], offset, mask, weight[:, :6], bias)
+        deform_conv2d_pure(x[:, :6], off4, mask4, weight[:, :6], bias)
     with pytest.raises(ValueError, match="multiple"):
         deform_conv2d_pure(x, offset[:, :17], mask, weight, bias)
 
@@ -198,7 +210,9 @@ def test_dcnsep_forward_uses_guide_and_sigmoid_mask():
     offset, mask = dcn.offsets_and_mask(guide)
     assert offset.shape == (1, 36, 5, 5) and mask.shape == (1, 18, 5, 5)
     assert (mask > 0).all() and (mask < 1).all()
-    torch.testing.assert_close(dcn(x, guide), modulated_deform_conv2d(x, offset, mask, dcn.weight, dcn.bias))
+    torch.testing.assert_close(
+        dcn(x, guide), modulated_deform_conv2d(x, offset, mask, dcn.weight, dcn.bias)
+    )
 
 
 def test_offset_guard_warns(caplog):
@@ -241,3 +255,18 @@ def test_torchvision_parity():
     assert torch.autograd.gradcheck(
         lambda a, o, m: deform_conv2d(a, o, weight, bias, padding=1, mask=m), args
     )
+
+
+def test_bfloat16_samples_at_full_precision_positions():
+    """Low-precision inputs: the sampling grid is built in float32 (W = 640 would alias in bf16)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 8, 3, 640, generator=gen)
+    offset = torch.rand(1, 36, 3, 640, generator=gen) * 3
+    mask = torch.rand(1, 18, 3, 640, generator=gen)
+    weight = torch.randn(4, 8, 3, 3, generator=gen)
+    bias = torch.randn(4, generator=gen)
+    args = [t.bfloat16().double() for t in (x, offset, mask, weight, bias)]  # same inputs, exact
+    expected = deform_conv2d_pure(*args)
+    out = deform_conv2d_pure(*(t.bfloat16() for t in (x, offset, mask, weight, bias)))
+    assert out.dtype == torch.bfloat16
+    assert (out.double() - expected).abs().max() < 0.1  # bf16 rounding of cols/outputs only

@@ -215,7 +215,7 @@ def _render_speed(results: list[SpeedResult], out: Console) -> None:
         "engine fps",
         "reference fps",
         "speed-up",
-        "max |diff|",
+        "max |diff| [0,1]",
         "GMAC full fwd",
         "GMAC engine/frame",
         "engine GFLOP/s",
@@ -247,7 +247,8 @@ def _render_speed(results: list[SpeedResult], out: Console) -> None:
     if results:
         r = results[0]
         out.print(
-            f"device {r.device} ({r.device_name}), engine {r.precision}, batch {r.batch_size}; "
+            f"device {r.device} ({r.device_name}), engine {r.precision}, batch {r.batch_size}, "
+            f"best of {r.repeats}; "
             f"engine: {r.engine}",
             markup=False,
             highlight=False,
@@ -337,6 +338,10 @@ def benchmark(
     frames: Annotated[
         int, typer.Option("--frames", min=1, help="Speed mode: output frames timed.")
     ] = 10,
+    repeats: Annotated[
+        int,
+        typer.Option("--repeats", min=1, help="Speed mode: timed runs per path (best kept)."),
+    ] = 1,
 ) -> None:
     """Measure PSNR/SSIM, speed and memory of bicubic and networks on a test set.
 
@@ -364,6 +369,7 @@ def benchmark(
             batch_size or 4,
             size,
             frames,
+            repeats,
             json_out,
             out,
             err,
@@ -417,6 +423,7 @@ def _run_speed(
     batch_size: int,
     size: str,
     frames: int,
+    repeats: int,
     json_out: Path | None,
     out: Console,
     err: Console,
@@ -445,6 +452,7 @@ def _run_speed(
                     device=dev,
                     precision=precision,
                     batch_size=batch_size,
+                    repeats=repeats,
                 )
             )
     _render_speed(results, out)

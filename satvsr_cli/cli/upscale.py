@@ -2,4 +2,551 @@
 
 from __future__ import annotations
 
-from satvsr_cli.cli._app import app, guarded  # noqa: F401
+import json
+import re
+import sys
+import time
+from enum import Enum, StrEnum
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from satvsr_cli.cli._app import app, guarded
+from satvsr_cli.errors import InputError
+
+if TYPE_CHECKING:
+    from satvsr_cli.engine.config import ProgressEvent, UpscaleConfig, UpscaleSummary
+
+IO_PANEL = "Input and output"
+MODEL_PANEL = "Network"
+COMPUTE_PANEL = "Compute: device, precision, tiles, memory"
+VALUES_PANEL = "Values and bands"
+VIDEO_PANEL = "Video output"
+RASTER_PANEL = "Frame and GeoTIFF output"
+DISPLAY_PANEL = "Display"
+
+
+class InputType(StrEnum):
+    """Input kinds."""
+
+    auto = "auto"
+    video = "video"
+    frames = "frames"
+    geotiff = "geotiff"
+
+
+class PaddingChoice(StrEnum):
+    """Temporal padding at clip ends."""
+
+    centre = "centre"
+    reflect = "reflect"
+    replicate = "replicate"
+
+
+class BlendChoice(StrEnum):
+    """Seam blending."""
+
+    cosine = "cosine"
+    linear = "linear"
+    none = "none"
+
+
+class PrecisionChoice(StrEnum):
+    """Compute precision."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class ProgressMode(StrEnum):
+    """Progress display."""
+
+    auto = "auto"
+    rich = "rich"
+    plain = "plain"
+    json = "json"
+    none = "none"
+
+
+class FrameFormat(StrEnum):
+    """Image format of frame-folder output."""
+
+    png = "png"
+    tif = "tif"
+
+
+class Compression(StrEnum):
+    """GeoTIFF compression."""
+
+    deflate = "deflate"
+    zstd = "zstd"
+    lzw = "lzw"
+    none = "none"
+
+
+# ----------------------------------------------------------------------------------------------
+# option parsers (pure; raise InputError with one line)
+# ----------------------------------------------------------------------------------------------
+
+
+def parse_tile(text: str | None) -> int | tuple[int, int] | None:
+    """``auto`` → None, ``0``/``none`` → 0 (whole frames), ``256`` → 256, ``256x128`` → (256, 128) (HxW)."""
+    if text is None:
+        return None
+    t = text.strip().lower()
+    if t in ("", "auto"):
+        return None
+    if t in ("0", "none", "off"):
+        return 0
+    m = re.fullmatch(r"(\d+)(?:x(\d+))?", t)
+    if not m:
+        raise InputError(f"--tile must be auto, 0, N or HxW (LR pixels), got {text!r}")
+    if m.group(2) is None:
+        return int(m.group(1))
+    return (int(m.group(1)), int(m.group(2)))
+
+
+def parse_pair(text: str | None, flag: str) -> tuple[float, float] | None:
+    """``"0,4095"`` → (0.0, 4095.0)."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise InputError(f"{flag} must be LO,HI (two numbers), got {text!r}") from None
+    if not lo < hi:
+        raise InputError(f"{flag} {text}: LO must be smaller than HI")
+    return lo, hi
+
+
+def parse_bands(text: str | None) -> tuple[int, ...] | None:
+    """``"3,2,1"`` → (3, 2, 1) (1-based band numbers)."""
+    if text is None:
+        return None
+    try:
+        bands = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise InputError(f"--bands must be 1-based band numbers like 3,2,1, got {text!r}") from None
+    if len(bands) not in (1, 3):
+        raise InputError(f"--bands takes 1 or 3 band numbers, got {text!r}")
+    return bands
+
+
+def parse_size(text: str | None) -> int | None:
+    """``"4G"``, ``"512M"``, ``"1.5GiB"`` → bytes."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*([\d.]+)\s*([kmgt]?)(i?b)?\s*", text.lower())
+    if not m:
+        raise InputError(f"--max-memory must look like 4G or 512M, got {text!r}")
+    try:
+        value = float(m.group(1))
+    except ValueError:
+        raise InputError(f"--max-memory must look like 4G or 512M, got {text!r}") from None
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2)]
+    return int(value * mult)
+
+
+def parse_fps(text: str | None) -> Fraction | None:
+    """``"30000/1001"`` or ``"29.97"`` → Fraction (29.97 → 30000/1001)."""
+    if text is None:
+        return None
+    try:
+        if "/" in text:
+            num, den = text.split("/", 1)
+            value = Fraction(int(num), int(den))
+        else:
+            from satvsr_cli.io.video import fps_from_float
+
+            value = fps_from_float(float(text))
+    except (ValueError, ZeroDivisionError):
+        raise InputError(f"--fps must be a number or a ratio like 30000/1001, got {text!r}") from None
+    if value <= 0:
+        raise InputError(f"--fps must be positive, got {text!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# rendering
+# ----------------------------------------------------------------------------------------------
+
+
+def _fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = round(seconds)
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Renderer:
+    """Turns :class:`ProgressEvent` objects into rich progress, plain lines or JSON on stderr."""
+
+    def __init__(self, mode: str, quiet: bool) -> None:
+        """``mode``: auto, rich, plain, json or none."""
+        if quiet:
+            mode = "none"
+        if mode == "auto":
+            mode = "rich" if sys.stderr.isatty() else "plain"
+        self.mode = mode
+        self._progress: Any = None
+        self._task: Any = None
+        self._last_plain = 0.0
+        self._console: Any = None
+
+    def console(self) -> Any:
+        """The stderr rich console."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True)
+        return self._console
+
+    def __call__(self, ev: ProgressEvent) -> None:
+        """Render one event."""
+        if self.mode == "none":
+            if ev.event == "warning" and ev.message:
+                sys.stderr.write(f"warning: {ev.message}\n")
+            return
+        if self.mode == "json":
+            payload = {"event": ev.event, **ev.to_json()}
+            payload.pop("info", None) if ev.event == "done" else None
+            sys.stderr.write(json.dumps(payload, default=str) + "\n")
+            sys.stderr.flush()
+            return
+        if ev.event == "warning":
+            text = f"warning: {ev.message}"
+            if self._progress is not None:
+                self._progress.console.print(f"[yellow]{text}[/yellow]", highlight=False)
+            else:
+                sys.stderr.write(text + "\n")
+            return
+        if self.mode == "plain":
+            self._plain(ev)
+        else:
+            self._rich(ev)
+
+    def _plain(self, ev: ProgressEvent) -> None:
+        now = time.monotonic()
+        if ev.event == "start":
+            info = ev.info
+            sys.stderr.write(
+                f"upscaling → {info.get('output')} ({info.get('output_kind')}); "
+                f"tile {info.get('tile')} x{info.get('tiles_per_frame')} per frame, "
+                f"{info.get('device')} {info.get('precision')}"
+                + (f"; resuming after {ev.done} frames" if ev.done else "")
+                + "\n"
+            )
+        elif ev.event == "frame" and (now - self._last_plain >= 5.0 or ev.done == ev.total):
+            self._last_plain = now
+            total = f"{'' if ev.total_exact else '≈'}{ev.total}" if ev.total is not None else "?"
+            fps = f"{ev.fps:.2f}" if ev.fps else "-"
+            sys.stderr.write(f"frame {ev.done}/{total}  {fps} fps  ETA {_fmt_time(ev.eta_s)}\n")
+        sys.stderr.flush()
+
+    def _rich(self, ev: ProgressEvent) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        if ev.event == "start":
+            info = ev.info
+            self.console().print(
+                f"[bold]upscaling[/bold] → {info.get('output')} ({info.get('output_kind')}); "
+                f"tile {info.get('tile')} ×{info.get('tiles_per_frame')}/frame, batch "
+                f"{info.get('batch')}, {info.get('device')} {info.get('precision')}"
+                + (f"; resuming after {ev.done} frames" if ev.done else ""),
+                highlight=False,
+            )
+            self._progress = Progress(
+                TextColumn("[progress.description]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[fps]} fps"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console(),
+                transient=False,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(
+                "frames", total=ev.total, completed=ev.done, fps="-"
+            )
+        elif ev.event == "frame" and self._progress is not None:
+            self._progress.update(
+                self._task, completed=ev.done, total=ev.total,
+                fps=f"{ev.fps:.2f}" if ev.fps else "-",
+            )
+        elif ev.event == "done":
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop a live display (also on errors)."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def render_summary(summary: UpscaleSummary, mode: str, quiet: bool) -> None:
+    """The closing summary on stdout: a rich table, or one JSON object with ``--progress json``."""
+    if quiet or mode == "none":
+        return
+    if mode == "json":
+        sys.stdout.write(json.dumps({"event": "summary", **summary.to_json()}, default=str) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from satvsr_cli.engine.memory import format_bytes
+
+    table = Table(title="satvsr upscale", show_header=False, title_justify="left")
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    frames = f"{summary.frames_written}"
+    if summary.frames_resumed:
+        frames += f" (+{summary.frames_resumed} from the earlier run)"
+    rows = [
+        ("output", f"{summary.output} ({summary.output_kind})"),
+        ("frames", frames),
+        ("wall time", f"{summary.wall_s:.1f} s"),
+        ("speed", f"{summary.fps:.2f} frames/s"),
+        ("peak memory", format_bytes(summary.peak_rss_bytes)
+         + (f" RAM, {format_bytes(summary.peak_device_bytes)} GPU"
+            if summary.peak_device_bytes is not None else "")),
+        ("network", summary.model + (f"  sha256 {summary.weights_sha256[:12]}…"
+                                     if summary.weights_sha256 else "")),
+        ("device", f"{summary.device}, {summary.precision}"),
+        ("tiles", (f"{summary.tile[0]}x{summary.tile[1]} LR px, "
+                   f"{summary.tiles_per_frame}/frame, batch {summary.batch}")),
+    ]
+    if summary.oom_retries:
+        rows.append(("out-of-memory retries", str(summary.oom_retries)))
+    if summary.nonfinite_retries:
+        rows.append(("tiles redone in fp32", str(summary.nonfinite_retries)))
+    if summary.warnings:
+        rows.append(("warnings", str(len(summary.warnings))))
+    for k, v in rows:
+        table.add_row(k, v)
+    Console().print(table)
+
+
+def build_config(**kw: Any) -> UpscaleConfig:
+    """The :class:`UpscaleConfig` of the CLI options (parsing the text ones)."""
+    from satvsr_cli.engine.config import UpscaleConfig
+
+    return UpscaleConfig(
+        input=kw["input"],
+        output=str(kw["output"]) if kw.get("output") is not None else None,
+        input_type=kw.get("input_type", "auto"),
+        model=kw.get("model"),
+        weights=str(kw["weights"]) if kw.get("weights") is not None else None,
+        allow_random=kw.get("allow_random", False),
+        start=kw.get("start", 0),
+        end=kw.get("end"),
+        temporal_padding=kw.get("temporal_padding", "centre"),
+        tile=parse_tile(kw.get("tile")),
+        tile_overlap=kw.get("tile_overlap", 32),
+        blend=kw.get("blend", "cosine"),
+        batch=None if kw.get("batch") in (None, "auto") else _int(kw["batch"], "--batch"),
+        feature_cache=kw.get("feature_cache", True),
+        max_memory=parse_size(kw.get("max_memory")),
+        device=kw.get("device", "auto"),
+        precision=kw.get("precision", "auto"),
+        value_range=parse_pair(kw.get("value_range"), "--value-range"),
+        bands=parse_bands(kw.get("bands")),
+        bands_per_frame=kw.get("bands_per_frame"),
+        fps=parse_fps(kw.get("fps")),
+        codec=kw.get("codec", "libx264"),
+        crf=kw.get("crf", 18),
+        preset=kw.get("preset"),
+        pix_fmt=kw.get("pix_fmt"),
+        encoder_opts=tuple(kw.get("encoder_opt") or ()),
+        audio=kw.get("audio", True),
+        segment_frames=kw.get("segment_frames", 100),
+        frame_format=kw.get("frame_format"),
+        compress=kw.get("compress", "deflate"),
+        cog=kw.get("cog", False),
+        overviews=kw.get("overviews", False),
+        autorotate=kw.get("autorotate", True),
+        overwrite=kw.get("overwrite", False),
+        resume=kw.get("resume", False),
+        seed=kw.get("seed", 0),
+    )
+
+
+def _int(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"{flag} must be auto or a whole number, got {text!r}") from None
+
+
+def _value(v: Any) -> Any:
+    return v.value if isinstance(v, Enum) else v
+
+
+# ----------------------------------------------------------------------------------------------
+# the command
+# ----------------------------------------------------------------------------------------------
+
+
+@app.command("upscale")
+@guarded
+def upscale_cmd(
+    input: Annotated[str, typer.Argument(
+        help="Video file, folder or glob of frames (PNG/TIFF) or GeoTIFFs, or one GeoTIFF.",
+        show_default=False)],
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", rich_help_panel=IO_PANEL,
+        help="Output: a video suffix (.mp4 .mkv .mov .avi .webm) writes a video, .tif one stacked "
+             "GeoTIFF, anything else a folder of frames. Default: INPUT_x4 beside the input.")] = None,
+    input_type: Annotated[InputType, typer.Option(
+        rich_help_panel=IO_PANEL, help="Override the detected input type.")] = InputType.auto,
+    start: Annotated[int, typer.Option(
+        rich_help_panel=IO_PANEL, min=0,
+        help="First output frame (0-based). Context frames before it are still read.")] = 0,
+    end: Annotated[int | None, typer.Option(
+        rich_help_panel=IO_PANEL, min=1,
+        help="Stop before this frame (exclusive). Default: the end of the input.")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", rich_help_panel=IO_PANEL,
+        help="Replace an existing output (and discard an unfinished run).")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", rich_help_panel=IO_PANEL,
+        help="Continue an interrupted run of the same command; the result is byte-identical "
+             "to an uninterrupted run.")] = False,
+    model: Annotated[str | None, typer.Option(
+        "-m", "--model", rich_help_panel=MODEL_PANEL,
+        help="Network name (see `satvsr models`); uses its shipped weights. Default: the best "
+             "shipped weights.")] = None,
+    weights: Annotated[Path | None, typer.Option(
+        "-w", "--weights", rich_help_panel=MODEL_PANEL,
+        help="A .safetensors weights file with its .json manifest.")] = None,
+    allow_random: Annotated[bool, typer.Option(
+        "--allow-random", rich_help_panel=MODEL_PANEL,
+        help="Run an untrained (randomly initialised) network when no weights exist: for "
+             "testing only, the output is meaningless.")] = False,
+    seed: Annotated[int, typer.Option(
+        rich_help_panel=MODEL_PANEL, help="Seed of --allow-random initialisation.")] = 0,
+    device: Annotated[str, typer.Option(
+        rich_help_panel=COMPUTE_PANEL, help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    precision: Annotated[PrecisionChoice, typer.Option(
+        rich_help_panel=COMPUTE_PANEL,
+        help="auto = fp32 on CPU, bf16 (else fp16) on CUDA. Tiles with NaN/Inf are redone in "
+             "fp32.")] = PrecisionChoice.auto,
+    tile: Annotated[str, typer.Option(
+        rich_help_panel=COMPUTE_PANEL,
+        help="Tile size in LR pixels: auto (from available memory), 0 (whole frames), N or HxW. "
+             "Out of memory halves it and redoes the frame.")] = "auto",
+    tile_overlap: Annotated[int, typer.Option(
+        rich_help_panel=COMPUTE_PANEL, min=0,
+        help="Overlap of neighbouring tiles in LR pixels; seams are exact when the network's "
+             "receptive field is within a third of it.")] = 32,
+    blend: Annotated[BlendChoice, typer.Option(
+        rich_help_panel=COMPUTE_PANEL, help="Seam blending in the overlaps.")] = BlendChoice.cosine,
+    batch: Annotated[str, typer.Option(
+        rich_help_panel=COMPUTE_PANEL,
+        help="Tiles/windows per network call: auto or N.")] = "auto",
+    max_memory: Annotated[str | None, typer.Option(
+        rich_help_panel=COMPUTE_PANEL,
+        help="Memory budget for tiles and the feature cache, e.g. 4G. Default: half of what "
+             "is available.")] = None,
+    feature_cache: Annotated[bool, typer.Option(
+        "--feature-cache/--no-feature-cache", rich_help_panel=COMPUTE_PANEL,
+        help="Compute each frame's features once and share them between the 5 windows "
+             "(same output).")] = True,
+    temporal_padding: Annotated[PaddingChoice, typer.Option(
+        rich_help_panel=COMPUTE_PANEL,
+        help="Clip ends: centre (the papers' protocol: missing neighbours → the centre frame), "
+             "reflect or replicate.")] = PaddingChoice.centre,
+    value_range: Annotated[str | None, typer.Option(
+        rich_help_panel=VALUES_PANEL,
+        help="LO,HI mapped to [0,1] for the network and back (e.g. 0,4095 for 12-bit data). "
+             "Default: metadata, else 0-255 / 0-65535; never guessed from pixel values.")] = None,
+    bands: Annotated[str | None, typer.Option(
+        rich_help_panel=VALUES_PANEL,
+        help="1-based bands the network sees, e.g. 3,2,1; other bands are upscaled bicubic. "
+             "Default: 1 band → replicated to RGB; >3 bands → each triplet in turn.")] = None,
+    bands_per_frame: Annotated[int | None, typer.Option(
+        rich_help_panel=VALUES_PANEL, min=1,
+        help="Split one multi-band GeoTIFF into frames of K bands.")] = None,
+    codec: Annotated[str, typer.Option(
+        rich_help_panel=VIDEO_PANEL, help="ffmpeg video encoder.")] = "libx264",
+    crf: Annotated[int | None, typer.Option(
+        rich_help_panel=VIDEO_PANEL, min=0, max=63,
+        help="Constant rate factor (x264/x265/VP9/AV1).")] = 18,
+    preset: Annotated[str | None, typer.Option(
+        rich_help_panel=VIDEO_PANEL, help="Encoder preset, e.g. slow, medium, veryfast.")] = None,
+    pix_fmt: Annotated[str | None, typer.Option(
+        rich_help_panel=VIDEO_PANEL,
+        help="Output pixel format. Default: yuv420p (yuv420p10le for >8-bit input).")] = None,
+    encoder_opt: Annotated[list[str] | None, typer.Option(
+        rich_help_panel=VIDEO_PANEL,
+        help="Extra encoder option KEY=VALUE (repeatable), e.g. tune=grain.")] = None,
+    audio: Annotated[bool, typer.Option(
+        "--audio/--no-audio", rich_help_panel=VIDEO_PANEL,
+        help="Copy the source audio (re-encoded only if the container refuses it).")] = True,
+    fps: Annotated[str | None, typer.Option(
+        rich_help_panel=VIDEO_PANEL,
+        help="Output frame rate (e.g. 30000/1001). Default: the source's exact rate.")] = None,
+    segment_frames: Annotated[int, typer.Option(
+        rich_help_panel=VIDEO_PANEL, min=1,
+        help="Frames per independently encoded segment (the unit of --resume).")] = 100,
+    autorotate: Annotated[bool, typer.Option(
+        "--autorotate/--no-autorotate", rich_help_panel=VIDEO_PANEL,
+        help="Deliver rotated (phone/drone) videos upright.")] = True,
+    frame_format: Annotated[FrameFormat | None, typer.Option(
+        rich_help_panel=RASTER_PANEL,
+        help="png or tif for frame folders. Default: like the input (PNG for video).")] = None,
+    compress: Annotated[Compression, typer.Option(
+        rich_help_panel=RASTER_PANEL, help="GeoTIFF compression.")] = Compression.deflate,
+    cog: Annotated[bool, typer.Option(
+        "--cog", rich_help_panel=RASTER_PANEL, help="Write Cloud Optimized GeoTIFFs.")] = False,
+    overviews: Annotated[bool, typer.Option(
+        "--overviews", rich_help_panel=RASTER_PANEL,
+        help="Build overviews in (non-COG) GeoTIFF output.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "-q", "--quiet", rich_help_panel=DISPLAY_PANEL,
+        help="No progress and no summary (errors and warnings only).")] = False,
+    progress: Annotated[ProgressMode, typer.Option(
+        rich_help_panel=DISPLAY_PANEL,
+        help="auto (rich on a terminal, plain lines otherwise), rich, plain, json (one JSON "
+             "object per line on stderr; summary as JSON on stdout) or none.")] = ProgressMode.auto,
+) -> None:
+    """Super-resolve a satellite video, frame folder or GeoTIFF stack x4.
+
+    Example: [bold]satvsr upscale demo/demo_drift.mp4 -o demo_x4.mp4[/bold]
+    """
+    config = build_config(
+        input=input, output=output, input_type=_value(input_type), model=model, weights=weights,
+        allow_random=allow_random, seed=seed, start=start, end=end, overwrite=overwrite,
+        resume=resume, device=device, precision=_value(precision), tile=tile,
+        tile_overlap=tile_overlap, blend=_value(blend), batch=batch, max_memory=max_memory,
+        feature_cache=feature_cache, temporal_padding=_value(temporal_padding),
+        value_range=value_range, bands=bands, bands_per_frame=bands_per_frame, codec=codec,
+        crf=crf, preset=preset, pix_fmt=pix_fmt, encoder_opt=encoder_opt, audio=audio, fps=fps,
+        segment_frames=segment_frames, autorotate=autorotate,
+        frame_format=_value(frame_format) if frame_format is not None else None,
+        compress=_value(compress), cog=cog, overviews=overviews,
+    )
+    mode = _value(progress)
+    renderer = Renderer(mode, quiet)
+    from satvsr_cli.engine.run import upscale
+
+    try:
+        summary = upscale(config, on_progress=renderer)
+    finally:
+        renderer.stop()
+    render_summary(summary, renderer.mode, quiet)

@@ -300,51 +300,65 @@ class WindowUpscaler:
 
     def _run_windows(
         self,
-        window: list[int],
+        jobs: Sequence[tuple[list[int], int, Tile]],
         frames: Mapping[int, Frame],
         g: int,
         group: tuple[int, int, int],
-        tiles: Sequence[tuple[int, Tile]],
         fp32: bool,
         use_cache: bool,
     ) -> torch.Tensor:
-        """``(B, 3, th·s, tw·s)`` for a batch of tiles of one window."""
-        keys = [(j, g, k) for k, _t in tiles for j in window]
-        entries = self._entries(keys, frames, group, tiles, fp32, use_cache)
+        """``(B, 3, th·s, tw·s)`` for a batch of jobs ``(window, tile index, tile)``."""
+        tiles = {k: tile for _w, k, tile in jobs}
+        keys = [(j, g, k) for window, k, _t in jobs for j in window]
+        entries = self._entries(keys, frames, group, list(tiles.items()), fp32, use_cache)
         clip = torch.stack(
-            [torch.stack([entries[(j, g, k)][0] for j in window]) for k, _t in tiles]
+            [torch.stack([entries[(j, g, k)][0] for j in window]) for window, k, _t in jobs]
         )
         with self._autocast(fp32):
             if self.shared:
                 feats = torch.stack(
-                    [torch.stack([entries[(j, g, k)][1] for j in window]) for k, _t in tiles]  # type: ignore[misc]
+                    [
+                        torch.stack([entries[(j, g, k)][1] for j in window])  # type: ignore[misc]
+                        for window, k, _t in jobs
+                    ]
                 )
                 out = self.model.forward_window(clip, feats)  # type: ignore[operator]
             else:
                 out = self.model(clip)
-        self.stats.windows += len(tiles)
+        self.stats.windows += len(jobs)
         return out
 
-    # ----- the frame
-    def upscale(self, t: int, window: list[int], frames: Mapping[int, Frame]) -> np.ndarray:
-        """The x4 frame ``t`` as ``(C, sH, sW)`` in the output dtype, from the frames of ``window``.
+    # ----- frames
+    def frames_per_call(self) -> int:
+        """How many consecutive output frames one call should take so that batches fill up."""
+        if self.plan is None:
+            return 1
+        return max(1, -(-self.batch // self.plan.n_tiles))
 
-        Retries with half the tile after an out-of-memory error; raises :class:`OutOfMemory` when
-        the smallest tile does not fit either.
+    def upscale(self, t: int, window: list[int], frames: Mapping[int, Frame]) -> np.ndarray:
+        """The x4 frame ``t`` as ``(C, sH, sW)`` in the output dtype, from the frames of ``window``."""
+        return self.upscale_many([(t, window)], frames)[0]
+
+    def upscale_many(
+        self, items: Sequence[tuple[int, list[int]]], frames: Mapping[int, Frame]
+    ) -> list[np.ndarray]:
+        """Several output frames ``(t, window)`` at once (their tiles share batches).
+
+        Retries with a smaller batch, then half the tile, after an out-of-memory error; raises
+        :class:`OutOfMemory` when the smallest tile does not fit either.
         """
-        frame = frames[t]
-        h, w = frame.data.shape[:2]
+        h, w = frames[items[0][0]].data.shape[:2]
         if self.plan is None or (self.plan.height, self.plan.width) != (h, w):
             self.set_frame_size(h, w)
         while True:
             try:
-                out = self._upscale_once(t, window, frames)
-                self.stats.frames += 1
-                return out
-            except BaseException as exc:  # noqa: BLE001 - only OOM is handled, the rest re-raised
+                outs = self._upscale_once(items, frames)
+                self.stats.frames += len(items)
+                return outs
+            except BaseException as exc:  # only OOM is handled, the rest re-raised
                 if not is_oom(exc):
                     raise
-                self._handle_oom(t, exc)
+                self._handle_oom(items[0][0], exc)
 
     def _handle_oom(self, t: int, exc: BaseException) -> None:
         assert self.plan is not None
@@ -365,57 +379,76 @@ class WindowUpscaler:
             ) from None
         nh = max(floor, (th // 2) // self.size_multiple * self.size_multiple)
         nw = max(floor, (tw // 2) // self.size_multiple * self.size_multiple)
-        overlap = min(self.overlap, max(0, min(nh, nw) // 2))
-        self.tile, self.overlap = (nh, nw), overlap
+        self.tile = (nh, nw)
+        self.overlap = min(self.overlap, max(0, min(nh, nw) // 2))
         self.stats.oom_retries += 1
         self.on_warning(
             f"out of memory on frame {t} with {th}x{tw} tiles; retrying with {nh}x{nw}"
         )
         self.set_frame_size(self.plan.height, self.plan.width)
 
-    def _upscale_once(self, t: int, window: list[int], frames: Mapping[int, Frame]) -> np.ndarray:
+    def _upscale_once(
+        self, items: Sequence[tuple[int, list[int]]], frames: Mapping[int, Frame]
+    ) -> list[np.ndarray]:
         assert self.plan is not None and self._weights is not None
         plan, s = self.plan, self.scale
-        data = frames[t].data
         n_out = self.bands.n_bands
-        out = np.empty((n_out, plan.height * s, plan.width * s), dtype=self.out_dtype)
+        outs = [
+            np.empty((n_out, plan.height * s, plan.width * s), dtype=self.out_dtype)
+            for _ in items
+        ]
         tiles = list(enumerate(plan.tiles))
         for g, group in enumerate(self.bands.groups):
             targets = [
                 (b, [c for gg, c in self.bands.sources(b) if gg == g]) for b in range(n_out)
             ]
             targets = [(b, cs) for b, cs in targets if cs]
-
-            def emit(y0: int, y1: int, block: np.ndarray, targets: list[Any] = targets) -> None:
-                for b, cs in targets:
-                    vals = block[cs[0]] if len(cs) == 1 else block[cs].mean(axis=0)
-                    out[b, y0:y1] = from_unit(vals, self.lo, self.hi, self.out_dtype)
-
-            stitcher = StripStitcher(plan, self._weights, s, emit)
-            for batch in _chunks(tiles, self.batch):
+            stitchers = [
+                StripStitcher(plan, self._weights, s, self._emitter(out, targets)) for out in outs
+            ]
+            jobs = [
+                (n, window, k, tile)
+                for n, (_t, window) in enumerate(items)
+                for k, tile in tiles
+            ]
+            for batch in _chunks(jobs, self.batch):
+                run = [(window, k, tile) for _n, window, k, tile in batch]
                 with torch.inference_mode():
-                    hr = self._run_windows(window, frames, g, group, batch, False, True)
-                    hr = self._fix_nonfinite(t, hr, window, frames, g, group, batch)
+                    hr = self._run_windows(run, frames, g, group, False, True)
+                    hr = self._fix_nonfinite(
+                        [items[n][0] for n, *_ in batch], hr, run, frames, g, group
+                    )
                     hr_np = hr.float().cpu().numpy()
-                for (_k, tile), y in zip(batch, hr_np, strict=True):
-                    stitcher.add(tile, y)
+                for (n, _w, _k, tile), y in zip(batch, hr_np, strict=True):
+                    stitchers[n].add(tile, y)
                 self.stats.tiles += len(batch)
-            stitcher.finish()
-        for b in self.bands.bicubic:
-            from satvsr_cli.resize import imresize
+            for st in stitchers:
+                st.finish()
+        for (t, _window), out in zip(items, outs, strict=True):
+            for b in self.bands.bicubic:
+                from satvsr_cli.resize import imresize
 
-            out[b] = imresize(np.ascontiguousarray(data[..., b]), s)
-        return out
+                out[b] = imresize(np.ascontiguousarray(frames[t].data[..., b]), s)
+        return outs
+
+    def _emitter(
+        self, out: np.ndarray, targets: list[tuple[int, list[int]]]
+    ) -> Callable[[int, int, np.ndarray], None]:
+        def emit(y0: int, y1: int, block: np.ndarray) -> None:
+            for b, cs in targets:
+                vals = block[cs[0]] if len(cs) == 1 else block[cs].mean(axis=0)
+                out[b, y0:y1] = from_unit(vals, self.lo, self.hi, self.out_dtype)
+
+        return emit
 
     def _fix_nonfinite(
         self,
-        t: int,
+        ts: list[int],
         hr: torch.Tensor,
-        window: list[int],
+        jobs: Sequence[tuple[list[int], int, Tile]],
         frames: Mapping[int, Frame],
         g: int,
         group: tuple[int, int, int],
-        batch: Sequence[tuple[int, Tile]],
     ) -> torch.Tensor:
         """Recompute tiles with NaN/Inf in fp32 (no cache); zero what is still non-finite."""
         ok = torch.isfinite(hr).flatten(1).all(dim=1)
@@ -423,18 +456,17 @@ class WindowUpscaler:
             return hr
         hr = hr.float().clone()
         for i in torch.nonzero(~ok).flatten().tolist():
-            k, tile = batch[i]
             if self.precision != "fp32":
-                redo = self._run_windows(window, frames, g, group, [(k, tile)], True, False)
+                redo = self._run_windows([jobs[i]], frames, g, group, True, False)
                 self.stats.nonfinite_retries += 1
                 hr[i] = redo[0].float()
             if not bool(torch.isfinite(hr[i]).all()):
                 self.stats.nonfinite_left += 1
-                self.on_warning(f"frame {t}: non-finite network output in fp32; set to 0")
+                self.on_warning(f"frame {ts[i]}: non-finite network output in fp32; set to 0")
                 hr[i] = torch.nan_to_num(hr[i], nan=0.0, posinf=0.0, neginf=0.0)
             else:
                 self.on_warning(
-                    f"frame {t}: non-finite values in {self.precision}; tile recomputed in fp32"
+                    f"frame {ts[i]}: non-finite values in {self.precision}; tile recomputed in fp32"
                 )
         return hr
 

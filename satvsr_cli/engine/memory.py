@@ -9,19 +9,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: Empirical peak bytes per LR pixel of one tile for one 5-frame window at batch 1, fp32 (forward
-#: without autograd), by network family and by registry name where it was measured. Measured on
-#: CPU with ``scripts/bench_engine.py --calibrate`` (peak RSS growth over tile sizes 32–128, linear
-#: fit, rounded up); half precision on CUDA needs roughly half. Unknown networks use the largest.
+#: Empirical peak bytes per LR pixel of one tile for one 5-frame window at batch 1, fp32, no
+#: autograd: the growth of peak RSS between two tile sizes (64² and 128² LR for the small
+#: presets, 32² and 64² for the paper configurations), divided by the pixel difference, plus
+#: about 15 % margin. Measured on CPU with ``scripts/bench_engine.py --calibrate`` (raw slopes:
+#: msdtgp 98.7 kB, lgtd 96.6 kB, lgtd_lite 56.9 kB, msdtgp_small 13.9 kB, lgtd_small 16.1 kB).
+#: Half precision on CUDA is taken as half. Unknown networks use the largest value.
 BYTES_PER_LR_PIXEL: dict[str, int] = {
-    "msdtgp": 260_000,
-    "msdtgp_small": 60_000,
-    "lgtd": 200_000,
-    "lgtd_hat6": 200_000,
-    "lgtd_lite": 90_000,
-    "lgtd_small": 40_000,
+    "msdtgp": 115_000,
+    "lgtd": 112_000,
+    "lgtd_hat6": 120_000,
+    "lgtd_lite": 66_000,
+    "msdtgp_small": 16_000,
+    "lgtd_small": 19_000,
 }
-DEFAULT_BYTES_PER_LR_PIXEL = 260_000
+DEFAULT_BYTES_PER_LR_PIXEL = 120_000
 
 #: Largest automatic tile side (LR pixels); bigger tiles save little overlap and add latency.
 MAX_AUTO_TILE = 512
@@ -107,15 +109,18 @@ def device_available(device: Any) -> int:
     return available_ram()
 
 
-def bytes_per_lr_pixel(model: Any, half: bool = False) -> int:
-    """The tile-memory estimate of ``model`` (a network; see :data:`BYTES_PER_LR_PIXEL`)."""
+def bytes_per_lr_pixel(model: Any, name: str | None = None, half: bool = False) -> int:
+    """The tile-memory estimate (see :data:`BYTES_PER_LR_PIXEL`) for network ``name``/``model``.
+
+    Looked up by registry name, then by family (``msdtgp``/``lgtd`` from the class name), then
+    the largest known value.
+    """
     value = getattr(model, "bytes_per_lr_pixel", None)
     if not isinstance(value, int):
-        name = str(getattr(model, "registry_name", "") or "")
-        family = str(getattr(model, "family", "") or type(model).__name__.lower())
-        value = BYTES_PER_LR_PIXEL.get(name) or BYTES_PER_LR_PIXEL.get(family)
+        value = BYTES_PER_LR_PIXEL.get(name or "")
         if value is None:
-            value = DEFAULT_BYTES_PER_LR_PIXEL
+            family = type(model).__name__.lower()
+            value = BYTES_PER_LR_PIXEL.get(family, DEFAULT_BYTES_PER_LR_PIXEL)
     return value // 2 if half else value
 
 

@@ -7,11 +7,11 @@ has the same size and starts at a multiple of ``size_multiple``; the last tile o
 to end at the frame edge, so neighbouring tiles overlap by *at least* ``overlap`` LR pixels.
 
 Blending is separable. Along one axis, in the overlap of two neighbours (length ``o`` HR pixels),
-each tile's weight is exactly 0 in the outer ``trim = o // 4`` pixels next to its own edge and
-ramps (cosine or linear) over the middle half; the two weights are complementary, so they sum to
-one everywhere. A pixel therefore only takes values from tiles in which it lies at least ``trim``
-HR pixels (``overlap / 4`` LR pixels) inside: when the network's receptive field is no larger than
-that, the tiled output equals the untiled one up to float rounding. ``blend="none"`` cuts hard in
+each tile's weight is exactly 0 in the outer ``trim = o // 3`` pixels next to its own edge and
+ramps (cosine or linear) over the middle third; the two weights are complementary, so they sum
+to one everywhere. A pixel therefore only takes values from tiles in which it lies at least
+``trim`` HR pixels (``overlap / 3`` LR pixels) inside: when the network's receptive field (radius)
+is no larger than that, the tiled output equals the untiled one up to float rounding. ``blend="none"`` cuts hard in
 the middle of each overlap. Image borders always have weight 1.
 """
 
@@ -191,7 +191,7 @@ def axis_weights(
             half = ov // 2
             fall = np.concatenate([np.ones(half), np.zeros(ov - half)])
         else:
-            trim = ov // 4
+            trim = ov // 3
             mid = ov - 2 * trim
             fall = np.concatenate([np.ones(trim), _ramp(mid, blend)[::-1], np.zeros(trim)])
         left[n - ov :] *= fall

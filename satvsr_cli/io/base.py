@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 
@@ -55,7 +55,8 @@ class SourceInfo:
         return f"{index:06d}"
 
 
-class Frame(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Frame:
     """One decoded frame: ``data`` (H, W, C) in the native dtype; ``valid`` (H, W) or ``None``."""
 
     index: int
@@ -75,7 +76,7 @@ class FrameSource(ABC):
     def close(self) -> None:  # noqa: B027  (optional hook)
         """Release files and subprocesses."""
 
-    def __enter__(self) -> FrameSource:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

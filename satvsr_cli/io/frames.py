@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -211,14 +211,20 @@ def verify_image(path: Path, width: int, height: int, bands: int, dtype: str) ->
 
 
 class FramesSink(FrameSink):
-    """One image per frame into ``OUT.partial/``, renamed to ``OUT/`` by :meth:`commit`."""
+    """One image per frame into ``OUT.partial/``, renamed to ``OUT/`` by :meth:`commit`.
+
+    ``name_of(i)`` gives the file stem of frame ``i`` and ``index_of(stem)`` the reverse (``None``
+    for a file that is not one of this run's frames); ``wanted(i)`` says whether frame ``i`` is in
+    the requested range. With ``resume``, earlier files are verified and kept, others removed.
+    """
 
     def __init__(
         self,
         path: Path,
         *,
-        names: list[str],
-        first_index: int,
+        name_of: Callable[[int], str],
+        index_of: Callable[[str], int | None],
+        wanted: Callable[[int], bool],
         width: int,
         height: int,
         bands: int,
@@ -226,11 +232,10 @@ class FramesSink(FrameSink):
         fmt: str,
         resume: bool = False,
     ) -> None:
-        """``names[i]`` is the file stem of frame ``first_index + i``."""
+        """See the class docstring."""
         self.path = path
         self.workdir = partial_path(path)
-        self.names = names
-        self.first = first_index
+        self.name_of = name_of
         self.width, self.height, self.bands, self.dtype = width, height, bands, dtype
         self.fmt = fmt
         self.ext = ".png" if fmt == "png" else ".tif"
@@ -238,20 +243,23 @@ class FramesSink(FrameSink):
             self.workdir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"{self.workdir}: cannot create ({exc.strerror})") from None
-        for p in self.workdir.glob(".*.tmp*"):
-            p.unlink(missing_ok=True)
         self._done: set[int] = set()
-        if resume:
-            for i, name in enumerate(names):
-                p = self.file_for(first_index + i)
-                if p.exists() and verify_image(p, width, height, bands, dtype):
-                    self._done.add(first_index + i)
-                else:
-                    p.unlink(missing_ok=True)
+        for p in list(self.workdir.iterdir()):
+            idx = index_of(p.stem) if p.suffix == self.ext and not p.name.startswith(".") else None
+            keep = (
+                resume
+                and idx is not None
+                and wanted(idx)
+                and verify_image(p, width, height, bands, dtype)
+            )
+            if keep and idx is not None:
+                self._done.add(idx)
+            else:
+                remove_path(p)
 
     def file_for(self, index: int) -> Path:
         """Path (inside the work folder) of frame ``index``."""
-        return self.workdir / (self.names[index - self.first] + self.ext)
+        return self.workdir / (self.name_of(index) + self.ext)
 
     def done(self) -> set[int]:
         """Frames already written and verified."""
@@ -264,8 +272,10 @@ class FramesSink(FrameSink):
         try:
             write_image(tmp, data, self.fmt)
             os.replace(tmp, final)
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError) or type(exc).__module__.startswith("rasterio"):
+                raise OutputError(f"{final}: cannot write ({str(exc).splitlines()[0]})") from None
             raise
         self._done.add(index)
 

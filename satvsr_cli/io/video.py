@@ -133,7 +133,7 @@ def parse_header(text: str) -> dict[str, Any]:
         elif "rotation of" in s and "rotation" not in out:
             rm = re.search(r"rotation of (-?[0-9.]+) degrees", s)
             if rm:
-                out["rotation"] = int(round(float(rm.group(1)))) % 360
+                out["rotation"] = round(float(rm.group(1))) % 360
     return out
 
 
@@ -190,7 +190,7 @@ def probe_video(path: Path) -> SourceInfo:
     duration = head.get("duration")
     exact = n is not None
     if n is None and fps is not None and duration:
-        n = int(round(float(duration) * fps))
+        n = round(float(duration) * fps)
     if n == 0:
         raise InputError(f"{path}: the video has no frames")
     vfr = False
@@ -226,7 +226,9 @@ def probe_video(path: Path) -> SourceInfo:
 class VideoSource(FrameSource):
     """Streams the frames of a video file; never holds more than the frame being decoded."""
 
-    def __init__(self, path: Path, info: SourceInfo | None = None, *, autorotate: bool = True):
+    def __init__(
+        self, path: Path, info: SourceInfo | None = None, *, autorotate: bool = True
+    ) -> None:
         """Probe ``path`` (unless ``info`` is given)."""
         self.path = path
         self.info = info or probe_video(path)
@@ -309,7 +311,7 @@ class _Encoder:
 
     def __init__(self, cmd: list[str], target: Path) -> None:
         self.target = target
-        self._log: IO[bytes] = tempfile.TemporaryFile()
+        self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finish/kill)
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log,
             start_new_session=True,  # Ctrl-C reaches Python only; we stop ffmpeg ourselves
@@ -494,7 +496,7 @@ class VideoSink(FrameSink):
         if data.shape != (self.height, self.width, self.channels):
             raise RuntimeError(f"frame shape {data.shape} does not match the video")
         arr = np.ascontiguousarray(data, dtype=np.dtype(self.dtype).newbyteorder("<"))
-        self._enc.send(memoryview(arr).cast("B"))
+        self._enc.send(arr.tobytes() if not arr.flags.c_contiguous else arr.data.cast("B"))
         if self._enc.frames >= self.segment_frames:
             self._close_segment()
 

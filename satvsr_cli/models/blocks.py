@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -113,7 +112,9 @@ class ResnetBlock(nn.Module):
 class UpBlock(nn.Module):
     """DBPN up-projection: ``h0 = D1(x); l0 = C2(h0); h1 = D3(l0 − x); out = h0 + h1``."""
 
-    def __init__(self, channels: int, kernel_size: int = 8, stride: int = 4, padding: int = 2) -> None:
+    def __init__(
+        self, channels: int, kernel_size: int = 8, stride: int = 4, padding: int = 2
+    ) -> None:
         """Build ``up_conv1`` (deconv), ``up_conv2`` (strided conv), ``up_conv3`` (deconv)."""
         super().__init__()
         self.up_conv1 = DeconvBlock(channels, channels, kernel_size, stride, padding)
@@ -131,7 +132,9 @@ class UpBlock(nn.Module):
 class DownBlock(nn.Module):
     """DBPN down-projection: ``l0 = C1(x); h0 = D2(l0); l1 = C3(h0 − x); out = l0 + l1``."""
 
-    def __init__(self, channels: int, kernel_size: int = 8, stride: int = 4, padding: int = 2) -> None:
+    def __init__(
+        self, channels: int, kernel_size: int = 8, stride: int = 4, padding: int = 2
+    ) -> None:
         """Build ``down_conv1`` (strided conv), ``down_conv2`` (deconv), ``down_conv3`` (conv)."""
         super().__init__()
         self.down_conv1 = ConvBlock(channels, channels, kernel_size, stride, padding)
@@ -221,7 +224,8 @@ def init_weights(module: nn.Module, *, zero_init_offsets: bool = False) -> None:
             nn.init.zeros_(m.bias)
             if zero_init_offsets:
                 nn.init.zeros_(m.conv_offset_mask.weight)
-                nn.init.zeros_(m.conv_offset_mask.bias)
+                if m.conv_offset_mask.bias is not None:
+                    nn.init.zeros_(m.conv_offset_mask.bias)
         table = getattr(m, "relative_position_bias_table", None)
         if isinstance(table, nn.Parameter):
             nn.init.trunc_normal_(table, std=0.02)

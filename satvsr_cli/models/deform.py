@@ -33,11 +33,18 @@ Backend = Literal["auto", "pure", "torchvision"]
 #: ``mean(|offset|)`` above which a warning is logged (upstream uses 100, BasicSR 50).
 OFFSET_WARN_THRESHOLD = 100.0
 
-_tv_deform_conv2d: Callable[..., Tensor] | None
-try:  # torchvision is optional; a mismatched build fails at import with odd errors
-    from torchvision.ops import deform_conv2d as _tv_deform_conv2d
-except Exception:  # noqa: BLE001 - any failure means "not usable"
-    _tv_deform_conv2d = None
+
+def _import_torchvision_deform() -> Callable[..., Tensor] | None:
+    """``torchvision.ops.deform_conv2d``, or None when torchvision is missing or broken."""
+    try:  # torchvision is optional; a mismatched build fails at import with odd errors
+        from torchvision.ops import deform_conv2d
+    except Exception:  # noqa: BLE001 - any failure means "not usable"
+        return None
+    fn: Callable[..., Tensor] = deform_conv2d
+    return fn
+
+
+_tv_deform_conv2d = _import_torchvision_deform()
 
 _backend: Backend = "auto"
 
@@ -106,12 +113,14 @@ def deform_conv2d_pure(
         out = input.new_zeros((0, c_out, ho, wo))
         return out + (0 if bias is None else bias.view(1, -1, 1, 1))
 
-    off = offset.reshape(b, g, k, 2, ho, wo)
+    # Sampling positions need more than half precision (W = 640 leaves fp16 ~0.5 px steps).
+    work = torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
+    off = offset.reshape(b, g, k, 2, ho, wo).to(work)
     taps = torch.arange(k, device=input.device)
-    ky = (taps // kw).to(input.dtype)
-    kx = (taps % kw).to(input.dtype)
-    ys = torch.arange(ho, device=input.device, dtype=input.dtype) - padding
-    xs = torch.arange(wo, device=input.device, dtype=input.dtype) - padding
+    ky = (taps // kw).to(work)
+    kx = (taps % kw).to(work)
+    ys = torch.arange(ho, device=input.device, dtype=work) - padding
+    xs = torch.arange(wo, device=input.device, dtype=work) - padding
     base_y = (ky[:, None] + ys[None, :])[:, :, None]  # (K, Ho, 1)
     base_x = (kx[:, None] + xs[None, :])[:, None, :]  # (K, 1, Wo)
     py = off[:, :, :, 0] + base_y  # (B, G, K, Ho, Wo)
@@ -121,17 +130,19 @@ def deform_conv2d_pure(
     gy = (2.0 * py + 1.0) / h - 1.0
     grid = torch.stack((gx, gy), dim=-1).view(b * g, k * ho, wo, 2)
     samples = F.grid_sample(
-        input.reshape(b * g, cg, h, w),
+        input.reshape(b * g, cg, h, w).to(work),
         grid,
         mode="bilinear",
         padding_mode="zeros",
         align_corners=False,
     )  # (B·G, Cg, K·Ho, Wo)
-    cols = samples.view(b, g, cg, k, ho * wo) * mask.reshape(b, g, 1, k, ho * wo)
-    cols = cols.view(b, c * k, ho * wo)  # (c_in, k) order matches weight.view(C_out, C·K)
-    out = torch.bmm(weight.reshape(1, c_out, c * k).expand(b, c_out, c * k), cols)
+    cols = samples.view(b, g, cg, k, ho * wo) * mask.reshape(b, g, 1, k, ho * wo).to(work)
+    cols = cols.view(b, c * k, ho * wo).to(
+        input.dtype
+    )  # (c_in, k) order as weight.view(C_out, C·K)
+    out = torch.bmm(weight.reshape(1, c_out, c * k).expand(b, c_out, c * k).to(cols.dtype), cols)
     if bias is not None:
-        out = out + bias.view(1, -1, 1)
+        out = out + bias.view(1, -1, 1).to(out.dtype)
     return out.view(b, c_out, ho, wo)
 
 
@@ -191,6 +202,7 @@ class DCNSep(nn.Module):
         bound = 1.0 / math.sqrt(in_channels * k2)
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.zeros_(self.conv_offset_mask.weight)
+        assert self.conv_offset_mask.bias is not None
         nn.init.zeros_(self.conv_offset_mask.bias)
 
     def offsets_and_mask(self, fea: Tensor) -> tuple[Tensor, Tensor]:

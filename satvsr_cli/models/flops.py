@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_gmac", "count_gmac_by_name"]
+__all__ = ["count_gmac", "count_gmac_by_name", "time_forward"]
 
 
 def count_gmac(model: nn.Module, height: int, width: int, *, batch: int = 1) -> float:
@@ -40,3 +40,36 @@ def count_gmac_by_name(name: str, height: int, width: int, **overrides: Any) -> 
     with torch.device("meta"):
         model = build_model(name, **overrides)
     return count_gmac(model, height, width)
+
+
+def time_forward(
+    model: nn.Module, height: int, width: int, *, repeats: int = 3, warmup: int = 1
+) -> list[float]:
+    """Wall-clock seconds of ``repeats`` full forwards (batch 1, ``no_grad``) after ``warmup`` runs.
+
+    Uses the model's device and dtype and the current ``torch.get_num_threads()``; synchronises
+    CUDA around each run. Report the minimum and the median: shared machines are noisy.
+    """
+    import time
+
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None else torch.float32
+    clip = torch.rand(1, 5, 3, height, width, device=device, dtype=dtype)
+    was_training = model.training
+    model.eval()
+    times: list[float] = []
+    try:
+        with torch.no_grad():
+            for i in range(warmup + repeats):
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                start = time.perf_counter()
+                model(clip)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if i >= warmup:
+                    times.append(time.perf_counter() - start)
+    finally:
+        model.train(was_training)
+    return times

@@ -9,7 +9,6 @@ not pad: the input height and width must be multiples of ``window_size`` (the ca
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["HAB", "HAT", "OCAB", "RHAG", "DropPath", "WindowAttention"]
@@ -99,15 +98,15 @@ def window_partition(x: Tensor, ws: int) -> Tensor:
     """``(B, H, W, C)`` → ``(B·nW, ws, ws, C)`` non-overlapping windows (row-major)."""
     b, h, w, c = x.shape
     x = x.view(b, h // ws, ws, w // ws, ws, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, ws, ws, c)
+    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, ws, ws, c)
 
 
 def window_reverse(windows: Tensor, ws: int, h: int, w: int) -> Tensor:
     """Inverse of :func:`window_partition`: ``(B·nW, ws, ws, C)`` → ``(B, H, W, C)``."""
     c = windows.shape[-1]
     b = windows.shape[0] // ((h // ws) * (w // ws))
-    x = windows.view(b, h // ws, w // ws, ws, ws, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
+    x = windows.reshape(b, h // ws, w // ws, ws, ws, c)
+    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(b, h, w, c)
 
 
 def relative_position_index(ws: int) -> Tensor:
@@ -148,7 +147,9 @@ def shifted_window_mask(h: int, w: int, ws: int, shift: int, device: torch.devic
 class WindowAttention(nn.Module):
     """Multi-head self-attention in ``ws × ws`` windows with a learned relative position bias."""
 
-    def __init__(self, dim: int, window_size: int, num_heads: int, *, qkv_bias: bool = True) -> None:
+    def __init__(
+        self, dim: int, window_size: int, num_heads: int, *, qkv_bias: bool = True
+    ) -> None:
         """Build ``relative_position_bias_table``, ``qkv`` and ``proj``."""
         super().__init__()
         self.dim = dim
@@ -309,6 +310,7 @@ class AttenBlocks(nn.Module):
         mlp_ratio: float,
         overlap_ratio: float,
         drop_path: list[float],
+        squeeze_factor: int = 30,
     ) -> None:
         """Build ``blocks`` and ``overlap_attn``."""
         super().__init__()
@@ -320,6 +322,7 @@ class AttenBlocks(nn.Module):
                 0 if i % 2 == 0 else window_size // 2,
                 mlp_ratio=mlp_ratio,
                 drop_path=drop_path[i],
+                squeeze_factor=squeeze_factor,
             )
             for i in range(depth)
         )
@@ -348,6 +351,7 @@ class RHAG(nn.Module):
         mlp_ratio: float,
         overlap_ratio: float,
         drop_path: list[float],
+        squeeze_factor: int = 30,
     ) -> None:
         """Build ``residual_group`` and ``conv``."""
         super().__init__()
@@ -359,6 +363,7 @@ class RHAG(nn.Module):
             mlp_ratio=mlp_ratio,
             overlap_ratio=overlap_ratio,
             drop_path=drop_path,
+            squeeze_factor=squeeze_factor,
         )
         self.conv = nn.Conv2d(dim, dim, 3, 1, 1)
 
@@ -407,11 +412,14 @@ class HAT(nn.Module):
         drop_path_rate: float = 0.1,
         num_feat: int = 64,
         num_out_ch: int = 3,
+        squeeze_factor: int = 30,
     ) -> None:
         """Build the head; see the class docstring."""
         super().__init__()
         if embed_dim % num_heads != 0:
-            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
+            raise ValueError(
+                f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})"
+            )
         if window_size < 2 or window_size % 2:
             raise ValueError(f"window_size must be an even integer >= 2, got {window_size}")
         if depth < 1 or n_groups < 1:
@@ -432,6 +440,7 @@ class HAT(nn.Module):
                 mlp_ratio=mlp_ratio,
                 overlap_ratio=overlap_ratio,
                 drop_path=dpr[i * depth : (i + 1) * depth],
+                squeeze_factor=squeeze_factor,
             )
             for i in range(n_groups)
         )

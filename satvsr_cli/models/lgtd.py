@@ -120,7 +120,8 @@ class LGTD(VSRNetwork):
         stdm_nf: S-TDM internal width (128). stdm_diff_nf: S-TDM difference features (64).
         head_nf: reconstruction width (180). n_head_blocks: RHAGs (HAT) or residual blocks
             (ResNet), 5. upsample_nf: width of the pixel-shuffle upsampler (64).
-        hat_depth, num_heads, window_size, mlp_ratio, drop_path_rate: HAT only (6, 6, 16, 2, 0.1).
+        hat_depth, num_heads, window_size, mlp_ratio, drop_path_rate, hat_squeeze_factor: HAT
+            only (6, 6, 16, 2, 0.1, 30: the channel-attention squeeze of every CAB).
         ltdm_compat: reproduce the released L-TDM aliasing (default False: the paper's intent).
         zero_init_offsets: zero the DCN offset/mask conv after the Kaiming init.
         scale, frames: must be 4 and 5.
@@ -144,6 +145,7 @@ class LGTD(VSRNetwork):
         window_size: int | None = None,
         mlp_ratio: float | None = None,
         drop_path_rate: float | None = None,
+        hat_squeeze_factor: int | None = None,
         ltdm_compat: bool = False,
         zero_init_offsets: bool = False,
         scale: int = 4,
@@ -161,7 +163,10 @@ class LGTD(VSRNetwork):
             n_head_blocks=n_head_blocks,
             upsample_nf=upsample_nf,
         )
-        for key, value in (("n_ext_resblock", n_ext_resblock), ("n_comp_resblock", n_comp_resblock)):
+        for key, value in (
+            ("n_ext_resblock", n_ext_resblock),
+            ("n_comp_resblock", n_comp_resblock),
+        ):
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
         if head not in ("hat", "resnet"):
@@ -172,6 +177,7 @@ class LGTD(VSRNetwork):
             "window_size": window_size,
             "mlp_ratio": mlp_ratio,
             "drop_path_rate": drop_path_rate,
+            "hat_squeeze_factor": hat_squeeze_factor,
         }
         if head == "resnet":
             given = [k for k, v in hat_only.items() if v is not None]
@@ -204,6 +210,7 @@ class LGTD(VSRNetwork):
                 mlp_ratio=2.0 if mlp_ratio is None else mlp_ratio,
                 drop_path_rate=0.1 if drop_path_rate is None else drop_path_rate,
                 num_feat=upsample_nf,
+                squeeze_factor=30 if hat_squeeze_factor is None else hat_squeeze_factor,
             )
             self.size_multiple = _lcm(4, ws)
         else:
@@ -269,9 +276,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     Strips a DataParallel ``module.`` prefix, drops the dead L-TDM ``tdm_l.fus.*`` conv and, when
     the state dict is the ResNet variant (it has ``embedding.weight``), the unused ``hat.*`` keys.
     """
-    stripped = {
-        (k[len("module.") :] if k.startswith("module.") else k): v for k, v in state_dict.items()
-    }
+    stripped = {k.removeprefix("module."): v for k, v in state_dict.items()}
     resnet = "embedding.weight" in stripped
     return {
         k: v

@@ -50,10 +50,10 @@ class DBPNS(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``(B, base_filter, h, w)`` → ``(B, feat, 4h, 4w)``."""
         x = self.feat1(x)
-        hs = [getattr(self, "up1")(x)]
+        hs = [self.get_submodule("up1")(x)]
         for i in range(1, self.num_stages):
-            low = getattr(self, f"down{i}")(hs[-1])
-            hs.append(getattr(self, f"up{i + 1}")(low))
+            low = self.get_submodule(f"down{i}")(hs[-1])
+            hs.append(self.get_submodule(f"up{i + 1}")(low))
         return self.output(torch.cat(hs[::-1], dim=1))
 
 
@@ -141,11 +141,14 @@ class MSDTGP(VSRNetwork):
         ref = feats[:, 2]
         # MSD(F_2, ref) appears in both groups; it is computed once (identical result).
         aligned = self.alignment1(
-            feats.reshape(b * t, c, h, w), ref.unsqueeze(1).expand(b, t, c, h, w).reshape(-1, c, h, w)
+            feats.reshape(b * t, c, h, w),
+            ref.unsqueeze(1).expand(b, t, c, h, w).reshape(-1, c, h, w),
         ).view(b, t, c, h, w)
         groups = torch.cat(
-            [aligned[:, list(GROUP_FAR)].reshape(b, 3 * c, h, w),
-             aligned[:, list(GROUP_NEAR)].reshape(b, 3 * c, h, w)],
+            [
+                aligned[:, list(GROUP_FAR)].reshape(b, 3 * c, h, w),
+                aligned[:, list(GROUP_NEAR)].reshape(b, 3 * c, h, w),
+            ],
             dim=0,
         )
         fused = self.fusion1(groups)  # (2B, base_filter, h, w): far group then near group
@@ -167,5 +170,5 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Map an upstream MSDTGP checkpoint to satvsr names: strip the DataParallel ``module.`` prefix."""
     out: dict[str, Tensor] = {}
     for key, value in state_dict.items():
-        out[key[len("module.") :] if key.startswith("module.") else key] = value
+        out[key.removeprefix("module.")] = value
     return out

@@ -6,7 +6,7 @@ SIZES_TABLE_PLACEHOLDER
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
@@ -160,12 +160,13 @@ TINY_OVERRIDES: dict[str, dict[str, Any]] = {
         "n_comp_resblock": 1,
         "stdm_nf": 8,
         "stdm_diff_nf": 4,
-        "head_nf": 12,
+        "head_nf": 16,
         "n_head_blocks": 1,
         "upsample_nf": 4,
         "hat_depth": 2,
         "num_heads": 2,
         "window_size": 4,
+        "hat_squeeze_factor": 2,
     },
     "lgtd_lite": {
         "nf": 8,
@@ -197,9 +198,10 @@ def _unknown(name: str) -> ModelError:
 def get_spec(name: str) -> ModelSpec:
     """The :class:`ModelSpec` of ``name``; raises :class:`ModelError` for an unknown name."""
     try:
-        return _SPECS[name]
+        spec = _SPECS[name]
     except KeyError:
         raise _unknown(name) from None
+    return replace(spec, default_kwargs=dict(spec.default_kwargs))  # callers cannot edit the registry
 
 
 def tiny_overrides(name: str) -> dict[str, Any]:

@@ -99,10 +99,19 @@ def resolve_train_root(path: Path) -> Path:
 
 
 def detect_kind(path: str) -> str:
-    """``jilin`` for a folder with ``GT/`` (or ``train/GT/``), else ``images``."""
+    """``jilin`` for a folder with ``GT/`` (or ``train/GT/``), else ``images``.
+
+    Raises:
+        InputError: for a dataset folder whose only GT is under another split (``eval/GT``).
+    """
     p = Path(path)
     if p.is_dir() and ((p / "GT").is_dir() or any((p / s / "GT").is_dir() for s in _TRAIN_SPLITS)):
         return "jilin"
+    if p.is_dir() and any((c / "GT").is_dir() for c in p.iterdir() if c.is_dir()):
+        raise InputError(
+            f"{path}: no GT/ folder for training, only other splits (e.g. eval/GT); pass the "
+            "training split's folder (evaluation splits are never picked automatically)"
+        )
     return "images"
 
 
