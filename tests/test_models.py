@@ -255,7 +255,14 @@ def test_size_multiple_attribute_matches_spec(name):
 
 
 @pytest.mark.parametrize(
-    "name,h,w", [("msdtgp", 5, 7), ("lgtd_lite", 9, 6), ("lgtd", 20, 28), ("lgtd_hat6", 16, 16)]
+    "name,h,w",
+    [
+        ("msdtgp", 5, 7),
+        ("lgtd_lite", 9, 6),
+        ("lgtd", 20, 28),
+        ("lgtd", 17, 9),
+        ("lgtd_hat6", 16, 16),
+    ],
 )
 def test_paper_configs_shape_at_tiny_sizes(name, h, w):
     torch.manual_seed(0)
@@ -583,3 +590,16 @@ def test_paper_macs_real_tensors(name, h, w, expected):
     torch.set_num_threads(2)
     model = build_model(name)
     assert count_gmac(model, h, w) == pytest.approx(expected, rel=0.02)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", PAPER + SMALL)
+def test_cuda_matches_cpu(name):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    model = tiny(name)
+    x = clip(2, 9, 7, seed=4)
+    with torch.no_grad():
+        expected = model(x)
+        out = model.cuda()(x.cuda()).cpu()
+    torch.testing.assert_close(out, expected, rtol=1e-3, atol=1e-4)

@@ -138,12 +138,14 @@ def _locate(hay: np.ndarray, needle: np.ndarray) -> tuple[int, int]:
     raise AssertionError("patch not found")
 
 
+@pytest.mark.parametrize("cache", ["memory", "disk"])
 @pytest.mark.parametrize("with_lr", [False, True])
-def test_crops_share_position_and_match_gt_alignment(tmp_path, with_lr):
+def test_crops_share_position_and_match_gt_alignment(tmp_path, with_lr, cache):
     root = make_jilin(tmp_path / "ds", {"000": 6, "001": 5}, lr=with_lr)
-    cfg = _cfg([str(root)], patch=6, vflip=False, hflip=False, rot180=False)
+    cfg = _cfg([str(root)], patch=6, vflip=False, hflip=False, rot180=False, cache=cache)
     data = TrainData(cfg)
     src = data.sources[0]
+    assert src.in_memory == (cache == "memory")
     assert len(src) == 11 and data.n_samples == 11
     for it in range(4):
         for _s, item, rng in data.samples(it):
@@ -160,6 +162,16 @@ def test_crops_share_position_and_match_gt_alignment(tmp_path, with_lr):
             assert np.array_equal(gt, full_gt[t, 4 * y : 4 * y + 24, 4 * x : 4 * x + 24])
             # and the LR patch is the bicubic of the GT patch away from the patch border
             assert np.array_equal(imresize(gt, 0.25)[2:-2, 2:-2], lr[2][2:-2, 2:-2])
+
+
+def test_disk_and_memory_modes_give_the_same_batches(tmp_path):
+    root = make_jilin(tmp_path / "ds", {"000": 7}, size=(40, 44))  # GT only: LR made from GT
+    batches = []
+    for cache in ("memory", "disk"):
+        data = TrainData(_cfg([str(root)], patch=5, cache=cache))
+        batches.append([data.batch_arrays(it) for it in range(3)])
+    for (la, ga), (lb, gb) in zip(*batches, strict=True):
+        assert np.array_equal(la, lb) and np.array_equal(ga, gb)
 
 
 def test_one_epoch_visits_every_frame_once(tmp_path):

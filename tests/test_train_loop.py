@@ -28,7 +28,7 @@ TINY = TINY_OVERRIDES[NET]
 def _overrides(root: Path, val: Path | None = None, **extra) -> dict:
     o = {"data.sources": [str(root)], "data.patch": 8, "train.batch": 2, "train.iters": 6,
          "train.deterministic": True, "train.ckpt_every": 100, "train.log_every": 1,
-         "train.warmup": 2, "train.ema": 0.9, "model.kwargs": dict(TINY)}
+         "train.warmup": 2, "train.ema": 0.9, "train.threads": 1, "model.kwargs": dict(TINY)}
     if val is not None:
         o.update({"data.val": [str(val)], "train.val_every": 4, "train.val_max_frames": 2})
     o.update(extra)
@@ -181,7 +181,7 @@ def test_cli_run_and_export_only(tmp_path, tiny_data):
     out = tmp_path / "run"
     r = _cli(["train", "--model", NET, "--data", str(train), "--val-data", str(val),
               "--out", str(out), "--iters", "2", "--batch", "1", "--patch", "8", "--config",
-              str(cfg), "--val-max-frames", "1", "--log-every", "1"])
+              str(cfg), "--val-max-frames", "1", "--log-every", "1", "--threads", "1"])
     assert r.exit_code == 0, r.output
     assert f"weights: {out / 'export' / (NET + '.safetensors')}" in r.stdout
     assert "it 2" in r.stderr
@@ -217,5 +217,6 @@ def test_real_jilin_smoke(tmp_path):
         pytest.skip(f"real data not found at {root}")
     res = prepare(tmp_path / "real", model=NET, overrides={
         "data.sources": [str(root)], "data.patch": 16, "train.batch": 2, "train.iters": 2,
+        "train.threads": 1,
         "model.kwargs": dict(TINY)}, log=_quiet).fit()
     assert res.iterations == 2 and res.export is not None and res.export.is_file()

@@ -42,7 +42,7 @@ def probe_cmd(
         rich_help_panel=COMPUTE_PANEL)] = PrecisionChoice.auto,
     tile: Annotated[str, typer.Option(rich_help_panel=COMPUTE_PANEL,
                                       help="auto, 0, N or HxW (LR pixels).")] = "auto",
-    tile_overlap: Annotated[int, typer.Option(rich_help_panel=COMPUTE_PANEL, min=0)] = 32,
+    tile_overlap: Annotated[int | None, typer.Option(rich_help_panel=COMPUTE_PANEL, min=0)] = None,
     batch: Annotated[str, typer.Option(rich_help_panel=COMPUTE_PANEL)] = "auto",
     max_memory: Annotated[str | None, typer.Option(rich_help_panel=COMPUTE_PANEL)] = None,
     value_range: Annotated[str | None, typer.Option(rich_help_panel=VALUES_PANEL)] = None,
@@ -91,8 +91,9 @@ def probe_cmd(
             t.add_row("rotation", f"{info.rotation}° (delivered upright)")
     geo = info.geo
     if geo is not None:
-        crs = geo.crs_wkt.split("[", 1)[1].split(",", 1)[0].strip('"') if geo.crs_wkt else "none"
-        t.add_row("CRS", crs)
+        from satvsr_cli.engine.probe import crs_label
+
+        t.add_row("CRS", crs_label(geo.crs_wkt))
         t.add_row("transform", ", ".join(f"{v:g}" for v in list(geo.transform)[:6]))
         t.add_row("nodata", "none" if geo.nodata is None else f"{geo.nodata:g}")
         if geo.gcps:

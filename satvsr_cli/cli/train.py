@@ -63,6 +63,9 @@ def train_cmd(
     amp: Annotated[str | None, typer.Option(help="none | bf16 | fp16 (CUDA only).")] = None,
     ema: Annotated[float | None, typer.Option(help="EMA decay (0 = off).")] = None,
     loss: Annotated[str | None, typer.Option(help="l1 | charbonnier.")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="torch CPU threads (0 = one per core).")
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Data worker processes (0 = in the training process).")
     ] = None,
@@ -123,7 +126,8 @@ def train_cmd(
         ("train.val_max_frames", val_max_frames), ("train.batch", batch),
         ("data.patch", patch), ("train.lr", lr), ("train.seed", seed), ("train.device", device),
         ("train.amp", amp), ("train.ema", ema), ("train.loss", loss),
-        ("data.num_workers", workers), ("synth.gsd_factor", synth_gsd_factor),
+        ("data.num_workers", workers), ("train.threads", threads),
+        ("synth.gsd_factor", synth_gsd_factor),
         ("synth.bands", synth_bands), ("synth.stretch", synth_stretch),
         ("train.deterministic", deterministic), ("train.log_every", log_every),
         ("train.ckpt_every", ckpt_every), ("train.keep_last", keep_last),

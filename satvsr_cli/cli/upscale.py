@@ -357,7 +357,7 @@ def build_config(**kw: Any) -> UpscaleConfig:
         end=kw.get("end"),
         temporal_padding=kw.get("temporal_padding", "centre"),
         tile=parse_tile(kw.get("tile")),
-        tile_overlap=kw.get("tile_overlap", 32),
+        tile_overlap=kw.get("tile_overlap"),
         blend=kw.get("blend", "cosine"),
         batch=None if kw.get("batch") in (None, "auto") else _int(kw["batch"], "--batch"),
         feature_cache=kw.get("feature_cache", True),
@@ -450,10 +450,11 @@ def upscale_cmd(
         rich_help_panel=COMPUTE_PANEL,
         help="Tile size in LR pixels: auto (from available memory), 0 (whole frames), N or HxW. "
              "Out of memory halves it and redoes the frame.")] = "auto",
-    tile_overlap: Annotated[int, typer.Option(
+    tile_overlap: Annotated[int | None, typer.Option(
         rich_help_panel=COMPUTE_PANEL, min=0,
-        help="Overlap of neighbouring tiles in LR pixels; seams are exact when the network's "
-             "receptive field is within a third of it.")] = 32,
+        help="Overlap of neighbouring tiles in LR pixels (default 32, at most a quarter of the "
+             "tile); seams are exact when the network's receptive field is within a third of "
+             "it.")] = None,
     blend: Annotated[BlendChoice, typer.Option(
         rich_help_panel=COMPUTE_PANEL, help="Seam blending in the overlaps.")] = BlendChoice.cosine,
     batch: Annotated[str, typer.Option(

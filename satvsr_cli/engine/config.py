@@ -30,7 +30,8 @@ class UpscaleConfig:
         temporal_padding: ``centre`` (the papers' protocol), ``reflect`` or ``replicate``.
         tile: tile size in LR pixels (int or ``(h, w)``); ``None`` chooses it from available
             memory; ``0`` processes whole frames.
-        tile_overlap: overlap of neighbouring tiles in LR pixels.
+        tile_overlap: overlap of neighbouring tiles in LR pixels; ``None``: 32, but at most a
+            quarter of the tile.
         blend: seam blending, ``cosine``, ``linear`` or ``none``.
         batch: tiles per network call; ``None`` chooses.
         feature_cache: share per-frame features between the windows (identical output).
@@ -59,7 +60,7 @@ class UpscaleConfig:
     end: int | None = None
     temporal_padding: str = "centre"
     tile: TileSpec = None
-    tile_overlap: int = 32
+    tile_overlap: int | None = None
     blend: str = "cosine"
     batch: int | None = None
     feature_cache: bool = True

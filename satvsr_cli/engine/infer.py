@@ -6,23 +6,27 @@ the plan (:mod:`satvsr_cli.engine.tiling`) it
 
 1. cuts the tile out of each window frame (reflect-padded to the network's size multiple, exactly as
    the network's own ``forward`` pads), converts it to float [0, 1];
-2. takes the per-frame features ``model.extract(tile)`` from a cache keyed by
+2. takes the per-frame features ``model.extract(tiles)`` from a cache keyed by
    ``(frame, group, tile)``: each frame's features are computed once and reused by the five windows
-   that contain it (the cache has a byte budget; what does not fit is recomputed, with identical
-   results), missing ones are computed in one batched call;
-3. runs ``model.forward_window`` on a batch of tiles (autocast for bf16/fp16); a tile with
-   non-finite values is recomputed in fp32 and counted;
+   that contain it (the cache has a byte budget; what does not fit is recomputed);
+3. runs ``model.forward_window`` on a batch: a fixed chunk of ``batch`` tiles of one frame, or,
+   when a frame has fewer tiles than ``batch``, the tiles of several consecutive output frames
+   (autocast for bf16/fp16); a tile with non-finite values is recomputed in fp32 and counted;
 4. blends the x4 tiles into horizontal strips (separable sum/weight) and converts finished rows to
    the output dtype right away, so no full-frame float buffer is ever held.
 
 Out of memory (CUDA OOM, ``RuntimeError('... out of memory ...')`` or ``MemoryError``) empties the
-caches, halves the tile and redoes the same frame; a frame is never dropped.
+caches, halves the batch (then the tile) and redoes the same frame; a frame is never dropped.
+
+Determinism: every ``extract`` and ``forward_window`` call has a composition fixed by the tile
+plan, the batch and the frame chunk (chunks of ``frames_per_call()`` frames aligned to the start
+of the range), never by what happens to be cached, so a resumed run computes bit-identical frames.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,11 +145,6 @@ class StripStitcher:
         self._flush(self.plan.padded_height * self.s)
 
 
-def _chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(seq), max(1, n)):
-        yield seq[i : i + n]
-
-
 class WindowUpscaler:
     """Upscale one frame from its temporal window; see the module docstring.
 
@@ -252,80 +251,76 @@ class WindowUpscaler:
 
     def _entries(
         self,
-        keys: list[tuple[int, int, int]],
+        needed: Sequence[int],
         frames: Mapping[int, Frame],
+        g: int,
         group: tuple[int, int, int],
-        tiles: Sequence[tuple[int, Tile]],
+        chunk: Sequence[tuple[int, Tile]],
         fp32: bool,
         use_cache: bool,
     ) -> dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor | None]]:
-        """LR tiles and features for ``keys`` = (frame, group, tile index); missing ones batched."""
+        """LR tiles and features of the frames ``needed`` for the tiles of ``chunk``.
+
+        Features are always computed for a whole (frame, tile chunk) in one ``extract`` call and
+        cached all-or-nothing, so every feature tensor comes from a call of the same
+        composition whatever was cached before: results do not depend on history (resume).
+        """
         found: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor | None]] = {}
-        missing: list[tuple[int, int, int]] = []
-        for key in keys:
-            if key in found:
+        for j in dict.fromkeys(needed):
+            keys = [(j, g, k) for k, _t in chunk]
+            if use_cache and all(k in self._cache for k in keys):
+                for key in keys:
+                    found[key] = self._cache[key]
+                self.stats.cache_hits += len(keys)
                 continue
-            hit = self._cache.get(key) if use_cache else None
-            if hit is not None:
-                found[key] = hit
-                self.stats.cache_hits += 1
-            elif key not in missing:
-                missing.append(key)
-        tile_by_index = dict(tiles)
-        if missing:
-            lrs = [self._lr_tile(frames[k[0]], group, tile_by_index[k[2]]) for k in missing]
-            feats: list[torch.Tensor | None] = [None] * len(missing)
+            lrs = [self._lr_tile(frames[j], group, tile) for _k, tile in chunk]
+            feats: list[torch.Tensor | None] = [None] * len(lrs)
             if self.shared:
-                n_per = max(1, self.batch * 5)
-                out_parts = []
-                for part in _chunks(list(range(len(missing))), n_per):
-                    x = torch.stack([lrs[i] for i in part])
-                    with self._autocast(fp32):
-                        out_parts.append(self.model.extract(x))  # type: ignore[operator]
-                allf = torch.cat(out_parts) if len(out_parts) > 1 else out_parts[0]
-                feats = list(allf.unbind(0))
-                self.stats.extracted += len(missing)
-            for key, lr, feat in zip(missing, lrs, feats, strict=True):
-                entry = (lr, feat)
+                with self._autocast(fp32):
+                    out = self.model.extract(torch.stack(lrs))  # type: ignore[operator]
+                feats = list(out.unbind(0))
+                self.stats.extracted += len(lrs)
+            size = sum(_nbytes(x) + (_nbytes(f) if f is not None else 0)
+                       for x, f in zip(lrs, feats, strict=True))
+            store = use_cache and self._cache_bytes + size <= self.cache_budget
+            for key, lr, feat in zip(keys, lrs, feats, strict=True):
+                if store:
+                    # clone: unbind() views would keep the whole batch tensor alive
+                    entry = (lr, feat.clone() if feat is not None else None)
+                    self._cache[key] = entry
+                else:
+                    entry = (lr, feat)
                 found[key] = entry
-                if use_cache and self.cache_budget > 0:
-                    size = _nbytes(lr) + (_nbytes(feat) if feat is not None else 0)
-                    if self._cache_bytes + size <= self.cache_budget:
-                        # clone: unbind() views would keep the whole batch tensor alive
-                        stored = (lr, feat.clone() if feat is not None else None)
-                        self._cache[key] = stored
-                        found[key] = stored
-                        self._cache_bytes += size
+            if store:
+                self._cache_bytes += size
         return found
 
     def _run_windows(
         self,
-        jobs: Sequence[tuple[list[int], int, Tile]],
+        windows: Sequence[list[int]],
         frames: Mapping[int, Frame],
         g: int,
         group: tuple[int, int, int],
+        chunk: Sequence[tuple[int, Tile]],
         fp32: bool,
         use_cache: bool,
     ) -> torch.Tensor:
-        """``(B, 3, th·s, tw·s)`` for a batch of jobs ``(window, tile index, tile)``."""
-        tiles = {k: tile for _w, k, tile in jobs}
-        keys = [(j, g, k) for window, k, _t in jobs for j in window]
-        entries = self._entries(keys, frames, group, list(tiles.items()), fp32, use_cache)
-        clip = torch.stack(
-            [torch.stack([entries[(j, g, k)][0] for j in window]) for window, k, _t in jobs]
-        )
+        """``(len(windows)·len(chunk), 3, th·s, tw·s)``: every window with every tile of ``chunk``
+        (window-major), in one ``forward_window`` call."""
+        needed = [j for window in windows for j in window]
+        entries = self._entries(needed, frames, g, group, chunk, fp32, use_cache)
+        pairs = [(window, k) for window in windows for k, _t in chunk]
+        clip = torch.stack([torch.stack([entries[(j, g, k)][0] for j in w]) for w, k in pairs])
         with self._autocast(fp32):
             if self.shared:
                 feats = torch.stack(
-                    [
-                        torch.stack([entries[(j, g, k)][1] for j in window])  # type: ignore[misc]
-                        for window, k, _t in jobs
-                    ]
+                    [torch.stack([entries[(j, g, k)][1] for j in w])  # type: ignore[misc]
+                     for w, k in pairs]
                 )
                 out = self.model.forward_window(clip, feats)  # type: ignore[operator]
             else:
                 out = self.model(clip)
-        self.stats.windows += len(jobs)
+        self.stats.windows += len(pairs)
         return out
 
     # ----- frames
@@ -333,7 +328,7 @@ class WindowUpscaler:
         """How many consecutive output frames one call should take so that batches fill up."""
         if self.plan is None:
             return 1
-        return max(1, -(-self.batch // self.plan.n_tiles))
+        return max(1, self.batch // self.plan.n_tiles)
 
     def upscale(self, t: int, window: list[int], frames: Mapping[int, Frame]) -> np.ndarray:
         """The x4 frame ``t`` as ``(C, sH, sW)`` in the output dtype, from the frames of ``window``."""
@@ -380,7 +375,8 @@ class WindowUpscaler:
         nh = max(floor, (th // 2) // self.size_multiple * self.size_multiple)
         nw = max(floor, (tw // 2) // self.size_multiple * self.size_multiple)
         self.tile = (nh, nw)
-        self.overlap = min(self.overlap, max(0, min(nh, nw) // 2))
+        m = self.size_multiple
+        self.overlap = max(0, min(self.overlap, min(nh, nw) // 2, min(nh, nw) - m))
         self.stats.oom_retries += 1
         self.on_warning(
             f"out of memory on frame {t} with {th}x{tw} tiles; retrying with {nh}x{nw}"
@@ -398,6 +394,8 @@ class WindowUpscaler:
             for _ in items
         ]
         tiles = list(enumerate(plan.tiles))
+        chunks = [tiles[i : i + self.batch] for i in range(0, len(tiles), self.batch)]
+        windows = [window for _t, window in items]
         for g, group in enumerate(self.bands.groups):
             targets = [
                 (b, [c for gg, c in self.bands.sources(b) if gg == g]) for b in range(n_out)
@@ -406,22 +404,15 @@ class WindowUpscaler:
             stitchers = [
                 StripStitcher(plan, self._weights, s, self._emitter(out, targets)) for out in outs
             ]
-            jobs = [
-                (n, window, k, tile)
-                for n, (_t, window) in enumerate(items)
-                for k, tile in tiles
-            ]
-            for batch in _chunks(jobs, self.batch):
-                run = [(window, k, tile) for _n, window, k, tile in batch]
+            for chunk in chunks:
                 with torch.inference_mode():
-                    hr = self._run_windows(run, frames, g, group, False, True)
-                    hr = self._fix_nonfinite(
-                        [items[n][0] for n, *_ in batch], hr, run, frames, g, group
-                    )
+                    hr = self._run_windows(windows, frames, g, group, chunk, False, True)
+                    jobs = [(n, k, tile) for n in range(len(items)) for k, tile in chunk]
+                    hr = self._fix_nonfinite(items, jobs, hr, frames, g, group)
                     hr_np = hr.float().cpu().numpy()
-                for (n, _w, _k, tile), y in zip(batch, hr_np, strict=True):
+                for (n, _k, tile), y in zip(jobs, hr_np, strict=True):
                     stitchers[n].add(tile, y)
-                self.stats.tiles += len(batch)
+                self.stats.tiles += len(jobs)
             for st in stitchers:
                 st.finish()
         for (t, _window), out in zip(items, outs, strict=True):
@@ -443,9 +434,9 @@ class WindowUpscaler:
 
     def _fix_nonfinite(
         self,
-        ts: list[int],
+        items: Sequence[tuple[int, list[int]]],
+        jobs: Sequence[tuple[int, int, Tile]],
         hr: torch.Tensor,
-        jobs: Sequence[tuple[list[int], int, Tile]],
         frames: Mapping[int, Frame],
         g: int,
         group: tuple[int, int, int],
@@ -456,17 +447,19 @@ class WindowUpscaler:
             return hr
         hr = hr.float().clone()
         for i in torch.nonzero(~ok).flatten().tolist():
+            n, k, tile = jobs[i]
+            t, window = items[n]
             if self.precision != "fp32":
-                redo = self._run_windows([jobs[i]], frames, g, group, True, False)
+                redo = self._run_windows([window], frames, g, group, [(k, tile)], True, False)
                 self.stats.nonfinite_retries += 1
                 hr[i] = redo[0].float()
             if not bool(torch.isfinite(hr[i]).all()):
                 self.stats.nonfinite_left += 1
-                self.on_warning(f"frame {ts[i]}: non-finite network output in fp32; set to 0")
+                self.on_warning(f"frame {t}: non-finite network output in fp32; set to 0")
                 hr[i] = torch.nan_to_num(hr[i], nan=0.0, posinf=0.0, neginf=0.0)
             else:
                 self.on_warning(
-                    f"frame {ts[i]}: non-finite values in {self.precision}; tile recomputed in fp32"
+                    f"frame {t}: non-finite values in {self.precision}; tile recomputed in fp32"
                 )
         return hr
 

@@ -57,7 +57,8 @@ class ProbeReport:
                 "dtype": info.dtype, "bit_depth": info.bit_depth, "codec": info.codec,
                 "pix_fmt": info.pix_fmt, "rotation": info.rotation, "audio": info.audio_codec,
                 "duration_s": info.duration,
-                "crs": geo.crs_wkt if geo is not None else None,
+                "crs": crs_label(geo.crs_wkt) if geo is not None else None,
+                "crs_wkt": geo.crs_wkt if geo is not None else None,
                 "transform": list(geo.transform)[:6] if geo is not None else None,
                 "nodata": geo.nodata if geo is not None else None,
                 "gcps": len(geo.gcps) if geo is not None and geo.gcps else 0,
@@ -77,6 +78,24 @@ class ProbeReport:
             },
             "memory_bytes": self.memory, "notes": list(self.notes),
         }
+
+
+def crs_label(wkt: str | None) -> str:
+    """``EPSG:32631 (WGS 84 / UTM zone 31N)`` for a WKT CRS (the name alone when no EPSG code)."""
+    if not wkt:
+        return "none"
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    try:
+        crs = CRS.from_wkt(wkt)
+    except CRSError:
+        return wkt.split("\n", 1)[0][:80]
+    epsg = crs.to_epsg()
+    name = crs.to_dict(projjson=True).get("name", "") if hasattr(crs, "to_dict") else ""
+    if epsg:
+        return f"EPSG:{epsg}" + (f" ({name})" if name else "")
+    return str(name or crs.to_string())
 
 
 def _model_name(config: UpscaleConfig) -> tuple[str | None, list[str]]:
@@ -123,7 +142,7 @@ def probe(config: UpscaleConfig) -> ProbeReport:
         config, info, net=net, name=name, size_multiple=size_multiple, device=device,
         precision=precision,
     )
-    plan = plan_tiles(info.height, info.width, tile=res.tile, overlap=config.tile_overlap,
+    plan = plan_tiles(info.height, info.width, tile=res.tile, overlap=res.overlap,
                       size_multiple=size_multiple)
     vr: tuple[float, float] | None
     vr_note = None

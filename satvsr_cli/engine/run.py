@@ -61,6 +61,7 @@ ProgressCallback = Callable[[ProgressEvent], None]
 HALF_WINDOW = 2
 WINDOW = 5
 SCALE = 4
+DEFAULT_OVERLAP = 32
 
 
 # ------------------------------------------------------------------------------------------
@@ -81,7 +82,7 @@ def check_config(config: UpscaleConfig) -> None:
         )
     if config.blend not in BLENDS:
         raise InputError(f"unknown --blend {config.blend!r}; use one of {', '.join(BLENDS)}")
-    if config.tile_overlap < 0:
+    if config.tile_overlap is not None and config.tile_overlap < 0:
         raise InputError(f"--tile-overlap must be >= 0, got {config.tile_overlap}")
     tile = config.tile
     if tile is not None:
@@ -148,6 +149,7 @@ class _Resolved:
 
     tile: tuple[int, int] | None
     batch: int
+    overlap: int
 
 
 @contextmanager
@@ -180,6 +182,7 @@ class Resources:
     """Tile, batch and memory figures chosen for a job (see :func:`choose_resources`)."""
 
     tile: tuple[int, int] | None
+    overlap: int
     batch: int
     cache_budget: int
     budget: int
@@ -198,7 +201,8 @@ def choose_resources(
 ) -> Resources:
     """Tile size, batch and feature-cache budget from the options and the memory available.
 
-    The budget is ``--max-memory`` or half of what is available (RAM on CPU, free GPU memory on
+    The overlap defaults to 32 LR pixels, at most a quarter of the tile. The budget is
+    ``--max-memory`` or half of what is available (RAM on CPU, free GPU memory on
     CUDA). An automatic tile is the largest square whose estimated peak (bytes per LR pixel of
     the network, measured) fits 60 % of it. The automatic batch fills each network call with
     about 256x256 LR pixels on CPU (small tiles are dominated by per-call overhead) and up to 8
@@ -215,7 +219,10 @@ def choose_resources(
         tile = (side, side)
     else:
         tile = (config.tile, config.tile) if isinstance(config.tile, int) else config.tile
-    plan0 = plan_tiles(info.height, info.width, tile=tile, overlap=config.tile_overlap,
+    overlap = config.tile_overlap
+    if overlap is None:
+        overlap = DEFAULT_OVERLAP if tile is None else min(DEFAULT_OVERLAP, min(tile) // 4)
+    plan0 = plan_tiles(info.height, info.width, tile=tile, overlap=overlap,
                        size_multiple=size_multiple)
     tile_px = plan0.tile_height * plan0.tile_width
     if config.batch is not None:
@@ -229,7 +236,7 @@ def choose_resources(
         cache_budget = (
             int(0.3 * budget) if device.type == "cuda" else int(min(0.25 * budget, 1 << 30))
         )
-    return Resources(tile, batch, cache_budget, budget, per_px)
+    return Resources(tile, overlap, batch, cache_budget, budget, per_px)
 
 
 # ------------------------------------------------------------------------------------------
@@ -465,14 +472,16 @@ def upscale(
             precision=precision,
         )
         tile, batch, cache_budget = res.tile, res.batch, res.cache_budget
+        overlap = res.overlap
         if resolved_old is not None:
             tile_r = resolved_old.get("tile")
             tile = (int(tile_r[0]), int(tile_r[1])) if tile_r else tile
             batch = int(resolved_old.get("batch", batch))
-        resolved = _Resolved(tile=tile, batch=batch)
+            overlap = int(resolved_old.get("overlap", overlap))
+        resolved = _Resolved(tile=tile, batch=batch, overlap=overlap)
 
         up = WindowUpscaler(
-            net, device=device, precision=precision, tile=tile, overlap=config.tile_overlap,
+            net, device=device, precision=precision, tile=tile, overlap=overlap,
             blend=config.blend, batch=batch, cache_budget=cache_budget, bands=bands,
             value_range=vrange, out_dtype=info.dtype, on_warning=warn,
         )
@@ -485,7 +494,7 @@ def upscale(
             "SATVSR_WINDOW": str(WINDOW),
             "SATVSR_TEMPORAL_PADDING": config.temporal_padding,
             "SATVSR_TILE": f"{plan.tile_height}x{plan.tile_width}",
-            "SATVSR_OVERLAP": str(config.tile_overlap),
+            "SATVSR_OVERLAP": str(up.plan.overlap if up.plan is not None else overlap),
             "SATVSR_BLEND": config.blend,
             "SATVSR_PRECISION": precision,
             "SATVSR_NORM": f"linear {vrange[0]:g},{vrange[1]:g}",
@@ -603,7 +612,7 @@ class _Job:
         write_manifest(self.mpath, {
             "output": str(self.out),
             "params": self.params,
-            "resolved": {"tile": tile, "batch": self.resolved.batch},
+            "resolved": {"tile": tile, "batch": self.up.batch, "overlap": self.up.overlap},
             "sink": self.sink.state(),
             "frames_done": len(self.sink.done()),
             "interrupted": interrupted,
@@ -625,6 +634,8 @@ class _Job:
         first_todo = start
         while first_todo in done and (end is None or first_todo < end):
             first_todo += 1
+        per_call = self.up.frames_per_call()
+        first_todo = start + (first_todo - start) // per_call * per_call
         self.skipped = len([i for i in done if i >= start and (end is None or i < end)])
         self.completed = self.skipped
         self.save_progress()
@@ -657,45 +668,44 @@ class _Job:
                 ring[f.index] = f
                 last_read = f.index
 
-        t = first_todo
         padding = self.config.temporal_padding
+        t = first_todo
         while end is None or t < end:
-            fill(t + HALF_WINDOW)
-            if t > last_read:
-                if t == start:
-                    raise InputError(f"--start {start} is past the end of the input")
-                break  # the clip ended before the estimated count
-            if t in done:
-                t += 1
+            # Frames go to the network in chunks aligned to ``start``, so that a resumed run
+            # batches exactly as an uninterrupted one (bit-identical results).
+            per_call = self.up.frames_per_call()
+            c0 = start + (t - start) // per_call * per_call
+            c1 = c0 + per_call if end is None else min(c0 + per_call, end)
+            if all(u in done for u in range(c0, c1)):
+                t = c1
             else:
-                items = [t]
-                u = t + 1
-                while (
-                    len(items) < self.up.frames_per_call()
-                    and (end is None or u < end)
-                    and u not in done
-                ):
-                    fill(u + HALF_WINDOW)
-                    if u > last_read:
-                        break
-                    items.append(u)
-                    u += 1
+                fill(c1 - 1 + HALF_WINDOW)
+                items = [u for u in range(c0, c1) if u <= last_read]
+                if not items:
+                    if c0 <= start:
+                        raise InputError(f"--start {start} is past the end of the input")
+                    break  # the clip ended before the estimated count
                 n_known = last_read + 1
                 work = [
-                    (ti, frame_indices(ti, n_known, WINDOW, padding))  # type: ignore[arg-type]
-                    for ti in items
+                    (u, frame_indices(u, n_known, WINDOW, padding))  # type: ignore[arg-type]
+                    for u in items
                 ]
                 t0 = time.perf_counter()
                 outs = self.up.upscale_many(work, ring)
-                for ti, hr in zip(items, outs, strict=True):
-                    self.sink.write(ti, hr.transpose(1, 2, 0), _upsample_valid(ring[ti].valid))
+                new = 0
+                for u, hr in zip(items, outs, strict=True):
+                    if u not in done:
+                        self.sink.write(u, hr.transpose(1, 2, 0), _upsample_valid(ring[u].valid))
+                        new += 1
                 del outs
                 self.compute_time += time.perf_counter() - t0
-                self.computed += len(items)
-                self.completed += len(items)
+                self.computed += new
+                self.completed += new
                 self._maybe_save()
                 self._progress(items[-1], total, eof, last_read)
                 t = items[-1] + 1
+                if len(items) < c1 - c0:
+                    break  # end of the clip inside the chunk
             for j in [j for j in ring if j < t - HALF_WINDOW]:
                 del ring[j]
                 self.up.forget(j)

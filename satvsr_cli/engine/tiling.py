@@ -123,7 +123,8 @@ def plan_tiles(
     Args:
         height, width: the LR frame size (before padding).
         tile: tile size in LR pixels (square int or ``(h, w)``), rounded down to a multiple of
-            ``size_multiple`` (at least one multiple) and capped at the padded frame;
+            ``size_multiple``, raised to at least ``overlap + size_multiple`` (tiles start at
+            multiples of ``size_multiple``) and capped at the padded frame;
             ``None`` means one tile for the whole frame.
         overlap: minimum overlap of neighbouring tiles in LR pixels (capped below the tile size).
         size_multiple: the network's size multiple.
@@ -147,6 +148,9 @@ def plan_tiles(
             raise ValueError(f"tile size must be positive, got {th}x{tw}")
         th = max(size_multiple, th // size_multiple * size_multiple)
         tw = max(size_multiple, tw // size_multiple * size_multiple)
+        # tile starts are multiples of size_multiple: a tile must exceed the overlap by one
+        th = max(th, padded_size(overlap + size_multiple, size_multiple))
+        tw = max(tw, padded_size(overlap + size_multiple, size_multiple))
         th, tw = min(th, ph), min(tw, pw)
     ov_h = min(overlap, th - 1) if th < ph else 0
     ov_w = min(overlap, tw - 1) if tw < pw else 0

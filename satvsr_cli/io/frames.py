@@ -61,12 +61,29 @@ def list_frame_files(spec: str | Path) -> list[Path]:
     return sorted(files, key=lambda q: natural_key(q.name))
 
 
+def _png_complete(path: Path) -> bool:
+    """True when a PNG file ends with its IEND chunk (GDAL reads truncated PNGs silently)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            f.seek(max(0, size - len(_PNG_IEND)))
+            return f.read() == _PNG_IEND
+    except OSError:
+        return False
+
+
+def _check_png(path: Path) -> None:
+    if path.suffix.lower() == ".png" and not _png_complete(path):
+        raise InputError(f"{path}: truncated or damaged PNG (no IEND chunk at the end)")
+
+
 def _header(path: Path) -> tuple[int, int, int, str, bool]:
     """(width, height, bands, dtype, palette) of an image file."""
     import rasterio
     from rasterio.enums import ColorInterp
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
+    _check_png(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -83,6 +100,7 @@ def read_image(path: Path) -> np.ndarray:
     from rasterio.enums import ColorInterp
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
+    _check_png(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -193,11 +211,8 @@ def verify_image(path: Path, width: int, height: int, bands: int, dtype: str) ->
     from rasterio.windows import Window
 
     try:
-        if path.suffix.lower() == ".png":
-            with open(path, "rb") as f:
-                f.seek(max(0, path.stat().st_size - len(_PNG_IEND)))
-                if f.read() != _PNG_IEND:
-                    return False
+        if path.suffix.lower() == ".png" and not _png_complete(path):
+            return False
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with _env(), rasterio.open(path) as ds:

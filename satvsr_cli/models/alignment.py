@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -51,13 +53,18 @@ class TemporalAttention(nn.Module):
         self.tAtt_1 = nn.Conv2d(nf, nf, 3, 1, 1)
         self.tAtt_2 = nn.Conv2d(nf, nf, 3, 1, 1)
 
-    def forward(self, stack: Tensor) -> Tensor:
-        """``(B, N, nf, H, W)`` → ``(B, N·nf, H, W)``, each map scaled by its attention."""
-        b, n, c, h, w = stack.shape
-        e_ref = self.tAtt_2(stack[:, self.center])
-        emb = self.tAtt_1(stack.reshape(b * n, c, h, w)).view(b, n, c, h, w)
-        prob = torch.sigmoid((emb * e_ref.unsqueeze(1)).sum(dim=2, keepdim=True))
-        return (stack * prob).reshape(b, n * c, h, w)
+    def forward(self, maps: Sequence[Tensor]) -> Tensor:
+        """N maps of ``(B, nf, H, W)`` → ``(B, N·nf, H, W)``, each map scaled by its attention.
+
+        The maps are processed one at a time: at HR with few channels, batching them into one
+        convolution is several times slower on CPU (memory-bound), and a stack would copy them.
+        """
+        e_ref = self.tAtt_2(maps[self.center])
+        weighted = []
+        for fmap in maps:
+            prob = torch.sigmoid((self.tAtt_1(fmap) * e_ref).sum(dim=1, keepdim=True))
+            weighted.append(fmap * prob)
+        return torch.cat(weighted, dim=1)
 
 
 class TSAFusion(nn.Module):

@@ -121,14 +121,13 @@ def deform_conv2d_pure(
     kx = (taps % kw).to(work)
     ys = torch.arange(ho, device=input.device, dtype=work) - padding
     xs = torch.arange(wo, device=input.device, dtype=work) - padding
-    base_y = (ky[:, None] + ys[None, :])[:, :, None]  # (K, Ho, 1)
-    base_x = (kx[:, None] + xs[None, :])[:, None, :]  # (K, 1, Wo)
-    py = off[:, :, :, 0] + base_y  # (B, G, K, Ho, Wo)
-    px = off[:, :, :, 1] + base_x
-    # align_corners=False with (2p + 1)/size − 1 addresses pixel p exactly, also for size 1.
-    gx = (2.0 * px + 1.0) / w - 1.0
-    gy = (2.0 * py + 1.0) / h - 1.0
-    grid = torch.stack((gx, gy), dim=-1).view(b * g, k * ho, wo, 2)
+    base_y = (ky[:, None] + ys[None, :])[:, :, None]  # (K, Ho, 1): y − pad + i
+    base_x = (kx[:, None] + xs[None, :])[:, None, :]  # (K, 1, Wo): x − pad + j
+    # align_corners=False with (2p + 1)/size − 1 addresses pixel p exactly, also for size 1:
+    # g = (2·(base + Δ) + 1)/size − 1 = [(2·base + 1)/size − 1] + (2/size)·Δ, one fused pass.
+    gx = torch.add((2.0 * base_x + 1.0) / w - 1.0, off[:, :, :, 1], alpha=2.0 / w)
+    gy = torch.add((2.0 * base_y + 1.0) / h - 1.0, off[:, :, :, 0], alpha=2.0 / h)
+    grid = torch.stack((gx, gy), dim=-1).view(b * g, k * ho, wo, 2)  # x first, as grid_sample wants
     samples = F.grid_sample(
         input.reshape(b * g, cg, h, w).to(work),
         grid,
@@ -137,9 +136,8 @@ def deform_conv2d_pure(
         align_corners=False,
     )  # (B·G, Cg, K·Ho, Wo)
     cols = samples.view(b, g, cg, k, ho * wo) * mask.reshape(b, g, 1, k, ho * wo).to(work)
-    cols = cols.view(b, c * k, ho * wo).to(
-        input.dtype
-    )  # (c_in, k) order as weight.view(C_out, C·K)
+    # (c_in, k) order, as in weight.view(C_out, C·K)
+    cols = cols.view(b, c * k, ho * wo).to(input.dtype)
     out = torch.bmm(weight.reshape(1, c_out, c * k).expand(b, c_out, c * k).to(cols.dtype), cols)
     if bias is not None:
         out = out + bias.view(1, -1, 1).to(out.dtype)
@@ -215,7 +213,7 @@ class DCNSep(nn.Module):
         """Sample ``input`` at offsets predicted from ``fea``."""
         offset, mask = self.offsets_and_mask(fea)
         if offset.numel() and offset.device.type != "meta":
-            mean_abs = float(offset.detach().abs().mean())
+            mean_abs = float(torch.linalg.vector_norm(offset.detach(), ord=1)) / offset.numel()
             if mean_abs > OFFSET_WARN_THRESHOLD:
                 logger.warning(
                     "deformable alignment offsets are large (mean |offset| = %.1f > %.0f): "

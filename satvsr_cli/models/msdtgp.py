@@ -54,7 +54,7 @@ class DBPNS(nn.Module):
         for i in range(1, self.num_stages):
             low = self.get_submodule(f"down{i}")(hs[-1])
             hs.append(self.get_submodule(f"up{i + 1}")(low))
-        return self.output(torch.cat(hs[::-1], dim=1))
+        return self.output(hs[0] if len(hs) == 1 else torch.cat(hs[::-1], dim=1))
 
 
 class MSDTGP(VSRNetwork):
@@ -152,18 +152,21 @@ class MSDTGP(VSRNetwork):
             dim=0,
         )
         fused = self.fusion1(groups)  # (2B, base_filter, h, w): far group then near group
-        # res_feat1 does not depend on the recurrence, so both groups run batched.
-        h1_all = self.res_feat1(fused)
+        # The LR part of res_feat1 does not depend on the recurrence: both groups run batched.
+        # Its closing deconv (LR → HR) runs per group: HR tensors are kept at batch B.
+        *lr_blocks, to_hr = self.res_feat1
+        lr_all = fused
+        for block in lr_blocks:
+            lr_all = block(lr_all)
         f_in = self.feat0(clip[:, 2])
         hr: list[Tensor] = []
         for i in range(2):
             h0 = self.DBPN(f_in)
-            h1 = h1_all[i * b : (i + 1) * b]
+            h1 = to_hr(lr_all[i * b : (i + 1) * b])
             h_i = h0 + self.res_feat2(h0 - h1)
             hr.append(h_i)
             f_in = self.res_feat3(h_i)
-        stack = torch.stack([self.DBPN(f_in), hr[0], hr[1]], dim=1)
-        return self.output(self.TAtt(stack))
+        return self.output(self.TAtt([self.DBPN(f_in), hr[0], hr[1]]))
 
 
 def checkpoint_filter_fn(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -1,6 +1,38 @@
 """Network registry: names → (class, default kwargs) with ``build_model``, ``list_models``, ``get_spec``.
 
-SIZES_TABLE_PLACEHOLDER
+Registered networks (×4, 5 frames). GMAC per output frame at LR 160×160 (→ 640×640), counted with
+``satvsr_cli.models.flops.count_gmac_by_name`` (conv/linear/matmul; the DCN's bilinear sampling is
+not counted). CPU time: batch 1, ``no_grad``, full forward (pad → extract → forward_window),
+``torch.set_num_threads(2)``, PyTorch 2.13 CPU build, on the 2-core dev box that was SHARED with
+four other jobs (load average 3.5–5 for most measurements, so these are pessimistic):
+
+=============  ===========  ==========  ==============================  =========================
+name           params       GMAC/frame  CPU s/frame measured here       unloaded reference
+=============  ===========  ==========  ==============================  =========================
+msdtgp         14,174,083   1,563.5     45.0 (1 run, load 4.2)          models.md: 19.0 @160×120
+lgtd           20,980,929   743.4       51.6 (1 run, load 5.0)          models.md: 14.2 @160×128
+lgtd_hat6      24,326,607   846.6       55.8 (1 run, load 4.2)          models.md: 14.8 @160×128
+lgtd_lite       6,877,844   294.4       10.2 (1 run, load 4.5)          models.md: 2.2 @160×120
+msdtgp_small      150,040   15.0        min 0.40, med 0.43 (load 2–3)   min 0.39, med 0.42 (*)
+lgtd_small        356,004   16.0        min 1.2, med 1.4 (load 4–5)     min 0.29, med 0.30 (*)
+=============  ===========  ==========  ==============================  =========================
+
+(*) measured early in the session while the box was lightly loaded (load average 0.9–2.5),
+2 threads, 4 timed runs, with an earlier revision of the code (same kwargs and parameters; the code
+has only become faster since).
+
+Single-threaded under load 4–5 the small presets took 0.57–1.0 s (msdtgp_small) and 0.45–0.8 s
+(lgtd_small). On a busy machine two OpenMP threads can be several times SLOWER than one.
+
+At LR 160×120 the paper configurations count msdtgp 1,172.6 GMAC (models.md: 1,185.8; satvsr
+computes the duplicated MSD(F_2, ref) call of the two temporal groups once, −13.2 GMAC), lgtd_lite
+220.8 (spec 220.8); lgtd at 160×128 (160×120 padded) 594.7 (spec 594.7), lgtd_hat6 677.3 (677.3).
+An engine that reuses ``extract`` saves little: the per-frame extractor is 0.13 (msdtgp_small),
+0.25 (lgtd_small), 5.7 (msdtgp) and 9.5 (lgtd) GMAC per frame; alignment depends on the reference.
+
+The small presets keep the topology of their family with fewer channels and blocks; every width
+and depth is a constructor keyword, so a preset is just a kwargs set. ``TINY_OVERRIDES`` gives
+kwargs for test-sized networks (tens of thousands of parameters).
 """
 
 from __future__ import annotations
@@ -201,7 +233,8 @@ def get_spec(name: str) -> ModelSpec:
         spec = _SPECS[name]
     except KeyError:
         raise _unknown(name) from None
-    return replace(spec, default_kwargs=dict(spec.default_kwargs))  # callers cannot edit the registry
+    # a copy of the kwargs, so callers cannot edit the registry
+    return replace(spec, default_kwargs=dict(spec.default_kwargs))
 
 
 def tiny_overrides(name: str) -> dict[str, Any]:

@@ -88,6 +88,8 @@ class DataConfig:
     rot90: bool = False  # option: transpose (with the flips: all 8 dihedral transforms)
     reverse: bool = False  # option: temporal reversal of the window
     num_workers: int = 0  # 0 = build batches in the training process (best on 2 cores)
+    cache: Literal["auto", "memory", "disk"] = "auto"  # Jilin frames: decode once, or per sample
+    cache_gib: float = 4.0  # auto: keep decoded frames in memory up to this size
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class TrainConfig:
     seed: int = 123
     deterministic: bool = False  # torch.use_deterministic_algorithms and seeded data
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch CPU threads per process; 0 = torch's default (one per core)
     val_every: int | None = None  # None → once per epoch
     val_max_frames: int | None = None  # per clip, to keep CPU validation cheap
     log_every: int = 20
@@ -426,6 +429,7 @@ def validate(cfg: RunConfig) -> None:
         (d.patch >= 4, f"data.patch must be ≥ 4, got {d.patch}"),
         (d.patch_multiple >= 1, "data.patch_multiple must be ≥ 1"),
         (d.num_workers >= 0, "data.num_workers must be ≥ 0"),
+        (t.threads >= 0, "train.threads must be ≥ 0"),
         (t.batch >= 1, f"train.batch must be ≥ 1, got {t.batch}"),
         (t.lr > 0, "train.lr must be > 0"),
         (t.iters is None or t.iters >= 1, "train.iters must be ≥ 1"),

@@ -4,10 +4,12 @@ Sources (``--data``, repeatable; ``kind=auto`` decides per path):
 
 - **Jilin layout** (``jilin``): a folder holding ``GT/<clip>/<frame>`` (or ``train/GT/...``;
   an ``eval/`` split is never picked for training). Every frame is decoded once and cached in
-  memory as uint8. GT is cropped top-left to a multiple of 4; ``LR4x`` frames are used when
-  present (their size must be GT/4) and otherwise made once, at load, by the MATLAB-exact
-  bicubic ×1/4. Every frame of every clip is a sample; its window takes neighbours by
-  ``temporal_padding`` (``centre``, as the papers).
+  memory as uint8 (``data.cache="auto"`` switches to reading frames from disk per sample when
+  the decoded frames would exceed ``data.cache_gib``). GT is cropped top-left to a multiple of
+  4; ``LR4x`` frames are used when present (their size must be GT/4) and otherwise made by the
+  MATLAB-exact bicubic ×1/4 (once at load; from disk, from the GT region, bit-identical). Every
+  frame of every clip is a sample; its window takes neighbours by ``temporal_padding``
+  (``centre``, as the papers).
 - **Images** (``images``): a folder (searched recursively), a glob or one file of still images
   (PNG/JPEG/TIFF) or GeoTIFFs, turned into clips by :mod:`satvsr_cli.train.synth`. Loading:
 
@@ -122,52 +124,106 @@ def _is_eval_path(path: Path) -> bool:
 # --------------------------------------------------------------------------- real clips
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """``(height, width)`` of an image from its header (no full decode)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (OSError, UnidentifiedImageError) as exc:
+        raise InputError(f"{path}: cannot read image ({str(exc).splitlines()[0]})") from None
+    return h, w
+
+
+def lr_from_gt_region(gt: U8, y: int, x: int, p: int) -> U8:
+    """``imresize(gt, 1/4)[y:y+p, x:x+p]`` computed from a GT region only (bit-exact).
+
+    The ×1/4 kernel reaches 8 GT pixels beyond an output pixel's footprint, and the full-frame
+    resize clamps indices at the frame border; an edge-padded region with an 8-pixel margin
+    therefore gives the same values.
+    """
+    m = 8
+    rows = np.clip(np.arange(4 * y - m, 4 * (y + p) + m), 0, gt.shape[0] - 1)
+    cols = np.clip(np.arange(4 * x - m, 4 * (x + p) + m), 0, gt.shape[1] - 1)
+    region = gt[rows[:, None], cols[None, :]]
+    return imresize(region, 0.25)[m // 4 : m // 4 + p, m // 4 : m // 4 + p]
+
+
 class ClipSource:
-    """Jilin-layout clips cached in memory: ``lr[c]`` is ``(N, h, w, 3)``, ``gt[c]`` ``(N, 4h, 4w, 3)``."""
+    """Jilin-layout clips, decoded once into memory or read from disk per sample.
+
+    In memory (``cache="memory"``, or ``"auto"`` when the decoded frames take at most
+    ``cache_gib``): ``lr[c]`` is ``(N, h, w, 3)`` and ``gt[c]`` ``(N, 4h, 4w, 3)`` uint8. From
+    disk, each sample decodes its 5 LR frames and one GT frame (or, without ``LR4x``, 5 GT
+    frames whose LR crop is computed exactly from the GT region): slower, for datasets such as
+    the full Jilin-189 (≈ 25 GB decoded); use ``--workers`` then.
+    """
 
     kind = "jilin"
 
-    def __init__(self, src: SourceConfig, frames: int, log: Log = _noop) -> None:
+    def __init__(self, src: SourceConfig, frames: int, log: Log = _noop, *,
+                 cache: str = "auto", cache_gib: float = 4.0) -> None:
         root = resolve_train_root(Path(src.path))
         if _is_eval_path(root):
             log(f"warning: training source {root} looks like an evaluation split")
         clips: list[Clip] = find_clips(root, min_frames=frames)
         self.path = str(root)
         self.weight = src.weight
-        self.names: list[str] = []
+        self.clips = clips
+        self.names: list[str] = [c.name for c in clips]
+        self.sizes: list[tuple[int, int]] = []  # LR (h, w) per clip
+        total = 0
+        for clip in clips:
+            h, w = image_size(clip.gt[0])
+            h4, w4 = (h // 4) * 4, (w // 4) * 4
+            if h4 == 0 or w4 == 0:
+                raise InputError(f"{root}/GT/{clip.name}: frames smaller than 4×4")
+            if clip.lr is not None:
+                self._check_lr(root, clip.name, image_size(clip.lr[0]), h4, w4)
+            self.sizes.append((h4 // 4, w4 // 4))
+            total += len(clip) * h4 * w4 * 3 * 17 // 16
+        self.in_memory = cache == "memory" or (cache == "auto" and total <= cache_gib * 2**30)
         self.lr: list[U8] = []
         self.gt: list[U8] = []
         made_lr = 0
-        for clip in clips:
-            gt = np.stack([read_rgb(p) for p in clip.gt])
-            if len({f.shape for f in gt}) != 1:  # pragma: no cover - np.stack already refuses
-                raise InputError(f"{root}/GT/{clip.name}: frames differ in size")
-            h4, w4 = (gt.shape[1] // 4) * 4, (gt.shape[2] // 4) * 4
-            if h4 == 0 or w4 == 0:
-                raise InputError(f"{root}/GT/{clip.name}: frames smaller than 4×4")
-            gt = np.ascontiguousarray(gt[:, :h4, :w4])
-            if clip.lr is not None:
-                lr = np.stack([read_rgb(p) for p in clip.lr])
-                if lr.shape[1:3] != (h4 // 4, w4 // 4):
-                    raise InputError(
-                        f"{root}/LR4x/{clip.name}: GT/LR size mismatch: LR is "
-                        f"{lr.shape[2]}×{lr.shape[1]}, GT {gt.shape[2]}×{gt.shape[1]} needs "
-                        f"{w4 // 4}×{h4 // 4}"
-                    )
-            else:
-                lr = np.stack([imresize(f, 0.25) for f in gt])
-                made_lr += len(gt)
-            self.names.append(clip.name)
-            self.gt.append(gt)
-            self.lr.append(np.ascontiguousarray(lr))
+        if self.in_memory:
+            for clip, (lh, lw) in zip(clips, self.sizes, strict=True):
+                gt = np.stack([self._read_gt(root, clip, p, lh, lw) for p in clip.gt])
+                if clip.lr is not None:
+                    lr = np.stack([read_rgb(p) for p in clip.lr])
+                    self._check_lr(root, clip.name, lr.shape[1:3], 4 * lh, 4 * lw)
+                else:
+                    lr = np.stack([imresize(f, 0.25) for f in gt])
+                    made_lr += len(gt)
+                self.gt.append(gt)
+                self.lr.append(np.ascontiguousarray(lr))
         self.items: list[tuple[int, int]] = [
-            (c, t) for c, g in enumerate(self.gt) for t in range(len(g))
+            (c, t) for c, clip in enumerate(clips) for t in range(len(clip))
         ]
-        self.max_patch = min(min(x.shape[1], x.shape[2]) for x in self.lr)
+        self.max_patch = min(min(hw) for hw in self.sizes)
         self.patch = 0
         n = len(self.items)
         extra = f", LR made for {made_lr} frames" if made_lr else ""
-        log(f"{root}: {len(clips)} clips, {n} frames{extra}")
+        where = "in memory" if self.in_memory else (
+            f"read from disk per sample ({total / 2**30:.1f} GiB decoded > {cache_gib:g} GiB)")
+        log(f"{root}: {len(clips)} clips, {n} frames{extra}, {where}")
+
+    @staticmethod
+    def _check_lr(root: Path, name: str, lr_hw: tuple[int, ...], h4: int, w4: int) -> None:
+        if tuple(lr_hw) != (h4 // 4, w4 // 4):
+            raise InputError(
+                f"{root}/LR4x/{name}: GT/LR size mismatch: LR is {lr_hw[1]}×{lr_hw[0]}, "
+                f"GT {w4}×{h4} (cropped to a multiple of 4) needs {w4 // 4}×{h4 // 4}"
+            )
+
+    @staticmethod
+    def _read_gt(root: Path, clip: Clip, path: Path, lh: int, lw: int) -> U8:
+        f = read_rgb(path)
+        if (f.shape[0] // 4, f.shape[1] // 4) != (lh, lw):
+            raise InputError(f"{path}: frame size {f.shape[1]}×{f.shape[0]} differs from the "
+                             f"other frames of {root}/GT/{clip.name}")
+        return np.ascontiguousarray(f[: 4 * lh, : 4 * lw])
 
     def __len__(self) -> int:
         return len(self.items)
@@ -190,19 +246,35 @@ class ClipSource:
     ) -> tuple[U8, U8]:
         """LR window ``(T, p, p, 3)`` and GT ``(4p, 4p, 3)``; one crop position for all frames."""
         c, t = self.items[item]
-        lr_all, gt_all = self.lr[c], self.gt[c]
-        idx = frame_indices(t, len(lr_all), frames, cfg.temporal_padding)
+        lh, lw = self.sizes[c]
+        idx = frame_indices(t, len(self.clips[c]), frames, cfg.temporal_padding)
         p = self.patch
-        y = int(rng.integers(0, lr_all.shape[1] - p + 1))
-        x = int(rng.integers(0, lr_all.shape[2] - p + 1))
-        lr = lr_all[idx, y : y + p, x : x + p]
-        gt = gt_all[t, 4 * y : 4 * (y + p), 4 * x : 4 * (x + p)]
+        y = int(rng.integers(0, lh - p + 1))
+        x = int(rng.integers(0, lw - p + 1))
+        if self.in_memory:
+            lr = self.lr[c][idx, y : y + p, x : x + p]
+            gt = self.gt[c][t, 4 * y : 4 * (y + p), 4 * x : 4 * (x + p)]
+            return lr, gt
+        clip, root = self.clips[c], Path(self.path)
+        gts = {j: self._read_gt(root, clip, clip.gt[j], lh, lw)
+               for j in (set(idx) | {t} if clip.lr is None else {t})}
+        gt = gts[t][4 * y : 4 * (y + p), 4 * x : 4 * (x + p)]
+        if clip.lr is None:
+            lr = np.stack([lr_from_gt_region(gts[j], y, x, p) for j in idx])
+        else:
+            lrs = []
+            for j in idx:
+                f = read_rgb(clip.lr[j])
+                self._check_lr(root, clip.name, f.shape[:2], 4 * lh, 4 * lw)
+                lrs.append(f[y : y + p, x : x + p])
+            lr = np.stack(lrs)
         return lr, gt
 
     def describe(self) -> dict[str, Any]:
         """What this source contributed, for logs and manifests."""
         return {"kind": self.kind, "path": self.path, "weight": self.weight,
-                "clips": len(self.names), "frames": len(self.items), "patch": self.patch}
+                "clips": len(self.names), "frames": len(self.items), "patch": self.patch,
+                "in_memory": self.in_memory}
 
 
 # --------------------------------------------------------------------------- still images
@@ -448,7 +520,8 @@ class TrainData:
         for src in cfg.data.sources:
             kind = detect_kind(src.path) if src.kind == "auto" else src.kind
             if kind == "jilin":
-                self.sources.append(ClipSource(src, frames, log))
+                self.sources.append(ClipSource(src, frames, log, cache=cfg.data.cache,
+                                               cache_gib=cfg.data.cache_gib))
             else:
                 p = Path(src.path)
                 if _is_eval_path(p):

@@ -68,7 +68,8 @@ _CKPT_RE = re.compile(r"^iter_(\d+)\.pt$")
 #: Keys that may change when a run is resumed (they do not alter the training trajectory).
 RESUMABLE_KEYS = frozenset({
     "train.iters", "train.val_every", "train.val_max_frames", "train.log_every",
-    "train.ckpt_every", "train.keep_last", "train.device", "train.export", "data.num_workers",
+    "train.ckpt_every", "train.keep_last", "train.device", "train.threads", "train.export",
+    "data.num_workers", "data.cache", "data.cache_gib",
     "data.val",
 })
 CSV_FIELDS = ("iter", "epoch", "loss", "lr", "it_per_s", "wall_s", "val_psnr", "val_ssim")
@@ -348,6 +349,7 @@ class Trainer:
         cfg = self.cfg
         dist = self.dist
         det_before = torch.are_deterministic_algorithms_enabled()
+        threads_before = torch.get_num_threads()
         pg = False
         try:
             if dist.world_size > 1 and not torch.distributed.is_initialized():
@@ -359,6 +361,7 @@ class Trainer:
             return self._fit(cfg)
         finally:
             torch.use_deterministic_algorithms(det_before)
+            torch.set_num_threads(threads_before)
             if pg:
                 torch.distributed.destroy_process_group()
 
@@ -369,6 +372,8 @@ class Trainer:
         t0_wall = time.perf_counter()
         spec = get_spec(cfg.model.name)
         device = pick_device(cfg.train.device, dist)
+        if cfg.train.threads > 0:
+            torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed % 2**32)
         random.seed(cfg.train.seed)
