@@ -137,7 +137,9 @@ def save_weights(
     _atomic_write_bytes(out, payload)
     manifest = Manifest(
         network=network,
-        config=dict(config),
+        # the full keyword set, so that later changes to a preset's defaults cannot change
+        # what these weights rebuild into
+        config={**spec.default_kwargs, **config},
         sha256=hashlib.sha256(payload).hexdigest(),
         path=out,
         scale=spec.scale,

@@ -216,3 +216,60 @@ def test_help_does_not_import_torch():
     res = subprocess.run([sys.executable, "-m", "satvsr_cli", "--help"], capture_output=True,
                          text=True, check=True)
     assert "upscale" in res.stdout and "probe" in res.stdout
+
+
+def _slow_clip(path: Path, n: int = 24, size: int = 64) -> Path:
+    rng = np.random.default_rng(1)
+    gen = imageio_ffmpeg.write_frames(str(path), (size, size), fps=Fraction(10),
+                                      macro_block_size=1, ffmpeg_log_level="error")
+    gen.send(None)
+    for _ in range(n):
+        gen.send(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    gen.close()
+    return path
+
+
+def test_ctrl_c_exits_130_and_resume_is_byte_identical(tmp_path, tiny_weights):
+    import os
+    import signal
+    import time
+
+    src = _slow_clip(tmp_path / "in.mp4")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "satvsr_cli", "upscale", str(src), "-w", str(tiny_weights),
+            "--segment-frames", "4", "--preset", "ultrafast", "--progress", "json"]
+    ref = subprocess.run([*base, "-o", str(tmp_path / "ref.mp4")], capture_output=True,
+                         text=True, env=env)
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "out.mp4"
+    proc = subprocess.Popen([*base, "-o", str(out)], stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    frames_seen = 0
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if '"event": "frame"' in line:
+            frames_seen += 1
+            if frames_seen == 6:
+                proc.send_signal(signal.SIGINT)
+                break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, rest
+    assert "error: interrupted" in rest and "--resume" in rest and "Traceback" not in rest
+    assert not out.exists() and (tmp_path / "out.mp4.satvsr.json").exists()
+    again = subprocess.run([*base, "-o", str(out), "--resume"], capture_output=True, text=True,
+                           env=env)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    assert summary["frames_resumed"] >= 4 and summary["frames_total"] == 24
+    assert out.read_bytes() == (tmp_path / "ref.mp4").read_bytes()
+    assert not (tmp_path / "out.mp4.partial").exists()
+
+
+def test_unwritable_output_location(clip, tmp_path, tiny_weights):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    res = runner.invoke(app, ["upscale", str(clip), "-o", str(blocker / "out.mp4"), "-w",
+                              str(tiny_weights)])
+    assert res.exit_code == 3
+    assert "cannot create the output folder" in one_line_error(res)

@@ -79,7 +79,7 @@ def test_mismatched_empty_and_unreadable_folders(tmp_path):
     c = tmp_path / "c"
     c.mkdir()
     (c / "0.png").write_bytes(b"\x89PNG garbage")
-    with pytest.raises(InputError, match="unreadable|damaged"):
+    with pytest.raises(InputError, match=r"unreadable|damaged"):
         probe_frames(c)
     with pytest.raises(InputError, match="no such file"):
         list_frame_files(tmp_path / "missing")

@@ -120,7 +120,7 @@ def test_truncated_and_audio_only_files(tmp_path):
     with pytest.raises(InputError):
         probe_video(cut)
     wav = sine_wav(tmp_path / "only.wav")
-    with pytest.raises(InputError, match="no video stream|not a readable video"):
+    with pytest.raises(InputError, match=r"no video stream|not a readable video"):
         probe_video(wav)
     with pytest.raises(InputError, match="no such file"):
         probe_video(tmp_path / "missing.mp4")

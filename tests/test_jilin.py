@@ -1,8 +1,8 @@
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
-import imageio.v3 as iio
 
 from satvsr_cli.errors import InputError
 from satvsr_cli.jilin import find_clips, natural_key

@@ -215,7 +215,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     cfg = UpscaleConfig(input=str(src), output=str(tmp_path / "out"), batch=1)
     with pytest.raises(Interrupted):
         run(cfg, on_progress=interrupt_after(2))
-    with pytest.raises(OutputError, match="different settings.*blend"):
+    with pytest.raises(OutputError, match=r"different settings.*blend"):
         run(cfg.replace(resume=True, blend="linear"))
     s = run(cfg.replace(overwrite=True))  # --overwrite starts again
     assert s.frames_written == 5 and s.frames_resumed == 0
@@ -227,7 +227,7 @@ def test_existing_output_is_refused_without_overwrite(tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     cfg = UpscaleConfig(input=str(src), output=str(out))
-    with pytest.raises(OutputError, match="already exists.*--overwrite"):
+    with pytest.raises(OutputError, match=r"already exists.*--overwrite"):
         run(cfg)
     assert (out / "keep.txt").read_text() == "mine"
     run(cfg.replace(overwrite=True))
@@ -240,7 +240,7 @@ def test_an_error_in_the_middle_leaves_nothing_behind(tmp_path):
     for i in range(100, len(data) - 20):
         data[i] ^= 0x5A  # header and IEND intact: found only when the pixels are decoded
     (src / "f4.png").write_bytes(bytes(data))
-    with pytest.raises(InputError, match="f4.png"):
+    with pytest.raises(InputError, match=r"f4.png"):
         run(UpscaleConfig(input=str(src), output=str(tmp_path / "out"), batch=1))
     assert not (tmp_path / "out").exists()
     assert leftovers(tmp_path) == []
@@ -363,7 +363,7 @@ def test_geotiffs_on_different_grids_are_refused(tmp_path):
     src = write_geotiffs(tmp_path / "in", n=2)
     with rasterio.open(src / "t01.tif", "r+") as ds:
         ds.transform = Affine(10.0, 0.0, 0.0, 0.0, -10.0, 0.0)
-    with pytest.raises(InputError, match="t01.tif"):
+    with pytest.raises(InputError, match=r"t01.tif"):
         run(UpscaleConfig(input=str(src), output=str(tmp_path / "o")))
     assert leftovers(tmp_path) == []
 
@@ -375,3 +375,47 @@ def test_source_info_name_of():
     frame = Frame(0, np.zeros((1, 1, 3)), None)
     assert frame.index == 0
     assert isinstance(VideoSource, type)
+
+
+@pytest.mark.parametrize("kind", ["nodata", "nan", "mask"])
+def test_streamed_geotiff_rows_equal_the_full_frame_path(tmp_path, monkeypatch, kind):
+    from satvsr_cli.io import geoframes
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    dtype = "float32" if kind == "nan" else "uint16"
+    for i in range(2):
+        data = rng.integers(100, 4000, (3, 70, 90)).astype(dtype)
+        if kind == "nan":
+            data[:, 5:9, 7:20] = np.nan
+        elif kind == "nodata":
+            data[:, 5:9, 7:20] = 0
+        profile = dict(driver="GTiff", width=90, height=70, count=3, dtype=dtype,
+                       crs=CRS.from_epsg(32633), transform=ROTATED, tiled=True, blockxsize=32,
+                       blockysize=32, nodata=0 if kind == "nodata" else None)
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(
+                src / f"t{i}.tif", "w", **profile) as ds:
+            ds.write(data)
+            if kind == "mask":
+                m = np.full((70, 90), 255, np.uint8)
+                m[5:9, 7:20] = 0
+                ds.write_mask(m)
+    cfg = UpscaleConfig(input=str(src), tile=24, tile_overlap=8, value_range=(0.0, 4095.0))
+    run(cfg.replace(output=str(tmp_path / "streamed")))
+    monkeypatch.setattr(geoframes.GeoFramesSink, "open_rows", lambda self, i, inv: None)
+    run(cfg.replace(output=str(tmp_path / "full")))
+    for i in range(2):
+        with rasterio.open(tmp_path / "streamed" / f"t{i}.tif") as a, rasterio.open(
+                tmp_path / "full" / f"t{i}.tif") as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+            np.testing.assert_array_equal(a.read_masks(), b.read_masks())
+            assert (a.profile["blockxsize"], a.nodata, a.transform) == (
+                b.profile["blockxsize"], b.nodata, b.transform)
+            ta, tb = a.tags(), b.tags()
+            ta.pop("TIFFTAG_DATETIME"), tb.pop("TIFFTAG_DATETIME")
+            assert ta == tb
+            if kind == "nan":  # invalid area stays invalid
+                assert np.isnan(a.read(1)[20:36, 28:80]).all()
+            else:
+                assert (a.read_masks(1)[20:36, 28:80] == 0).all()

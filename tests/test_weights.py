@@ -37,7 +37,8 @@ def test_round_trip_is_exact_and_manifest_complete(entry):
         assert key in manifest
     assert manifest["sha256"] == sha256_file(path)
     loaded, m = load_weights(path)
-    assert m.network == NAME and m.config == cfg
+    assert m.network == NAME and {k: m.config[k] for k in cfg} == cfg
+    assert m.config["residual"] is False  # the full keyword set is recorded, not just overrides
     for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(a, b)
     x = torch.rand(1, 5, 3, 8, 8)

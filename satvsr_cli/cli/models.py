@@ -21,8 +21,8 @@ def models_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from satvsr_cli.errors import InputError
     from satvsr_cli.catalog import describe_models
+    from satvsr_cli.errors import InputError
 
     try:
         w, h = (int(v) for v in size.lower().split("x"))

@@ -24,7 +24,7 @@ def train_cmd(
     data: Annotated[list[str] | None, typer.Option("--data", help=_DATA_HELP)] = None,
     model: Annotated[str | None, typer.Option(help="Network name (see `satvsr models`).")] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Run folder [default: runs/MODEL].")
+        Path | None, typer.Option(help="Run folder \\[default: runs/MODEL].")
     ] = None,
     iters: Annotated[
         int | None, typer.Option(help="Total iterations of the run (also to extend a resumed one).")
@@ -41,7 +41,7 @@ def train_cmd(
     recipe: Annotated[
         str | None,
         typer.Option(help="Preset: msdtgp | lgtd (the papers' settings) | cpu (small presets) "
-                          "[default: the model's paper recipe, else cpu]."),
+                          "\\[default: the model's paper recipe, else cpu]."),
     ] = None,
     set_: Annotated[
         list[str] | None,
@@ -58,7 +58,7 @@ def train_cmd(
     batch: Annotated[int | None, typer.Option(help="Batch size per process.")] = None,
     patch: Annotated[int | None, typer.Option(help="LR patch side (GT patch is 4×).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed [recipe: 123].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed \\[recipe: 123].")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N.")] = None,
     amp: Annotated[str | None, typer.Option(help="none | bf16 | fp16 (CUDA only).")] = None,
     ema: Annotated[float | None, typer.Option(help="EMA decay (0 = off).")] = None,

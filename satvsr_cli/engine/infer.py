@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -46,6 +46,16 @@ from satvsr_cli.engine.tiling import (
 )
 from satvsr_cli.errors import SatvsrError
 from satvsr_cli.io.base import Frame
+
+
+class RowWriter(Protocol):
+    """Takes the finished rows of one x4 frame in order (see :meth:`WindowUpscaler.can_stream`)."""
+
+    def write_rows(self, y0: int, rows: np.ndarray, valid: np.ndarray | None) -> None:
+        """Rows ``y0 .. y0 + n`` as ``(C, n, sW)`` in the output dtype; ``valid`` ``(n, sW)``."""
+
+    def reset(self) -> None:
+        """Forget every row written so far (the frame is computed again)."""
 
 
 class OutOfMemory(SatvsrError):
@@ -332,27 +342,48 @@ class WindowUpscaler:
 
     def upscale(self, t: int, window: list[int], frames: Mapping[int, Frame]) -> np.ndarray:
         """The x4 frame ``t`` as ``(C, sH, sW)`` in the output dtype, from the frames of ``window``."""
-        return self.upscale_many([(t, window)], frames)[0]
+        out = self.upscale_many([(t, window)], frames)[0]
+        assert out is not None
+        return out
+
+    def can_stream(self) -> bool:
+        """True when output rows are final as soon as they are stitched (one band group, no
+        bicubic bands), so that a :class:`RowWriter` can take them without a full-frame buffer."""
+        return len(self.bands.groups) == 1 and not self.bands.bicubic
 
     def upscale_many(
-        self, items: Sequence[tuple[int, list[int]]], frames: Mapping[int, Frame]
-    ) -> list[np.ndarray]:
+        self,
+        items: Sequence[tuple[int, list[int]]],
+        frames: Mapping[int, Frame],
+        writers: Sequence[RowWriter | None] | None = None,
+    ) -> list[np.ndarray | None]:
         """Several output frames ``(t, window)`` at once (their tiles share batches).
 
-        Retries with a smaller batch, then half the tile, after an out-of-memory error; raises
-        :class:`OutOfMemory` when the smallest tile does not fit either.
+        Each result is ``(C, sH, sW)`` in the output dtype, or ``None`` when a row writer was
+        given for that item (see :meth:`can_stream`): its rows then go to the writer as they are
+        finished, so the full x4 frame is never held in memory.
+
+        Retries with a smaller batch, then half the tile, after an out-of-memory error (row
+        writers are reset first); raises :class:`OutOfMemory` when the smallest tile does not
+        fit either.
         """
         h, w = frames[items[0][0]].data.shape[:2]
         if self.plan is None or (self.plan.height, self.plan.width) != (h, w):
             self.set_frame_size(h, w)
+        ws: list[RowWriter | None] = list(writers) if writers is not None else [None] * len(items)
+        if any(x is not None for x in ws) and not self.can_stream():
+            raise ValueError("row writers need a single band group without bicubic bands")
         while True:
             try:
-                outs = self._upscale_once(items, frames)
+                outs = self._upscale_once(items, frames, ws)
                 self.stats.frames += len(items)
                 return outs
             except BaseException as exc:  # only OOM is handled, the rest re-raised
                 if not is_oom(exc):
                     raise
+                for writer in ws:
+                    if writer is not None:
+                        writer.reset()
                 self._handle_oom(items[0][0], exc)
 
     def _handle_oom(self, t: int, exc: BaseException) -> None:
@@ -384,14 +415,18 @@ class WindowUpscaler:
         self.set_frame_size(self.plan.height, self.plan.width)
 
     def _upscale_once(
-        self, items: Sequence[tuple[int, list[int]]], frames: Mapping[int, Frame]
-    ) -> list[np.ndarray]:
+        self,
+        items: Sequence[tuple[int, list[int]]],
+        frames: Mapping[int, Frame],
+        writers: Sequence[RowWriter | None],
+    ) -> list[np.ndarray | None]:
         assert self.plan is not None and self._weights is not None
         plan, s = self.plan, self.scale
         n_out = self.bands.n_bands
-        outs = [
-            np.empty((n_out, plan.height * s, plan.width * s), dtype=self.out_dtype)
-            for _ in items
+        outs: list[np.ndarray | None] = [
+            None if writer is not None
+            else np.empty((n_out, plan.height * s, plan.width * s), dtype=self.out_dtype)
+            for writer in writers
         ]
         tiles = list(enumerate(plan.tiles))
         chunks = [tiles[i : i + self.batch] for i in range(0, len(tiles), self.batch)]
@@ -401,9 +436,13 @@ class WindowUpscaler:
                 (b, [c for gg, c in self.bands.sources(b) if gg == g]) for b in range(n_out)
             ]
             targets = [(b, cs) for b, cs in targets if cs]
-            stitchers = [
-                StripStitcher(plan, self._weights, s, self._emitter(out, targets)) for out in outs
-            ]
+            stitchers = []
+            for (t, _w), out, writer in zip(items, outs, writers, strict=True):
+                emit = (
+                    self._emitter(out, targets) if out is not None
+                    else self._row_emitter(writer, targets, frames[t].valid)  # type: ignore[arg-type]
+                )
+                stitchers.append(StripStitcher(plan, self._weights, s, emit))
             for chunk in chunks:
                 with torch.inference_mode():
                     hr = self._run_windows(windows, frames, g, group, chunk, False, True)
@@ -416,6 +455,8 @@ class WindowUpscaler:
             for st in stitchers:
                 st.finish()
         for (t, _window), out in zip(items, outs, strict=True):
+            if out is None:
+                continue
             for b in self.bands.bicubic:
                 from satvsr_cli.resize import imresize
 
@@ -429,6 +470,24 @@ class WindowUpscaler:
             for b, cs in targets:
                 vals = block[cs[0]] if len(cs) == 1 else block[cs].mean(axis=0)
                 out[b, y0:y1] = from_unit(vals, self.lo, self.hi, self.out_dtype)
+
+        return emit
+
+    def _row_emitter(
+        self, writer: RowWriter, targets: list[tuple[int, list[int]]], valid: np.ndarray | None
+    ) -> Callable[[int, int, np.ndarray], None]:
+        s = self.scale
+
+        def emit(y0: int, y1: int, block: np.ndarray) -> None:
+            rows = np.empty((len(targets), y1 - y0, block.shape[2]), dtype=self.out_dtype)
+            for b, cs in targets:
+                vals = block[cs[0]] if len(cs) == 1 else block[cs].mean(axis=0)
+                rows[b] = from_unit(vals, self.lo, self.hi, self.out_dtype)
+            vrows = None
+            if valid is not None:  # HR rows are multiples of the scale (tile starts x s)
+                lr = valid[y0 // s : -(-y1 // s)]
+                vrows = np.repeat(np.repeat(lr, s, axis=0), s, axis=1)[: y1 - y0]
+            writer.write_rows(y0, rows, vrows)
 
         return emit
 

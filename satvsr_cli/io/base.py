@@ -105,6 +105,14 @@ class FrameSink(ABC):
     def write(self, index: int, data: np.ndarray, valid: np.ndarray | None) -> None:
         """Write the x4 frame ``index``: ``data`` (sH, sW, C) native dtype."""
 
+    def open_rows(self, index: int, has_invalid: bool) -> Any:
+        """A row writer for frame ``index`` (streamed output), or ``None`` when the sink takes
+        whole frames only (the default)."""
+        return None
+
+    def close_rows(self, index: int, rows: Any) -> None:  # noqa: B027  (optional hook)
+        """Finish a frame written through :meth:`open_rows`."""
+
     def discard_pending(self) -> None:  # noqa: B027  (optional hook)
         """Drop frames written but not yet final (Ctrl-C in the middle of a video segment)."""
 

@@ -21,7 +21,7 @@ def _lrelu(x: Tensor) -> Tensor:
 class MSD(nn.Module):
     """Multi-scale deformable alignment of a neighbour feature to a reference (686,168 params at 64)."""
 
-    def __init__(self, nf: int = 64, groups: int = 8) -> None:
+    def __init__(self, nf: int = 64, groups: int = 8, max_offset: float | None = None) -> None:
         """Build the offset branch (3×3, 5×5, 7×7 scales) and the deformable conv ``dcnpack``."""
         super().__init__()
         if groups < 1 or nf % groups != 0:
@@ -31,7 +31,7 @@ class MSD(nn.Module):
         self.mul_scale2 = nn.Conv2d(nf, nf, 5, 1, 2)
         self.mul_scale3 = nn.Conv2d(nf, nf, 7, 1, 3)
         self.offset_conv2 = nn.Conv2d(3 * nf, nf, 3, 1, 1)
-        self.dcnpack = DCNSep(nf, nf, 3, deformable_groups=groups)
+        self.dcnpack = DCNSep(nf, nf, 3, deformable_groups=groups, max_offset=max_offset)
 
     def forward(self, nbr: Tensor, ref: Tensor) -> Tensor:
         """Align ``nbr`` (B, nf, H, W) to ``ref`` (B, nf, H, W)."""

@@ -175,9 +175,19 @@ class DCNSep(nn.Module):
         deformable_groups: int = 8,
         *,
         guide_channels: int | None = None,
+        max_offset: float | None = None,
     ) -> None:
-        """Build the parameters; see the class docstring."""
+        """Build the parameters; see the class docstring.
+
+        ``max_offset`` (LR px) bounds every offset smoothly, ``m·tanh(o/m)``; ``None`` (upstream)
+        leaves them unbounded. Satellite platforms drift 1–2 px per frame, so a bound of a few
+        pixels loses nothing and stops a fast-learning alignment from drifting out of the image.
+        """
         super().__init__()
+        if max_offset is not None and max_offset <= 0:
+            raise ValueError(f"max_offset must be positive, got {max_offset}")
+        self.max_offset = max_offset
+        self._warned = False
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         if deformable_groups < 1 or in_channels % deformable_groups != 0:
@@ -207,14 +217,18 @@ class DCNSep(nn.Module):
         """Predict ``offset`` (B, 2·G·k², H, W) and ``mask`` (B, G·k², H, W) from the guide."""
         om = self.conv_offset_mask(fea)
         n_off = 2 * self.deformable_groups * self.kernel_size * self.kernel_size
-        return om[:, :n_off], torch.sigmoid(om[:, n_off:])
+        offset = om[:, :n_off]
+        if self.max_offset is not None:
+            offset = self.max_offset * torch.tanh(offset / self.max_offset)
+        return offset, torch.sigmoid(om[:, n_off:])
 
     def forward(self, input: Tensor, fea: Tensor) -> Tensor:
         """Sample ``input`` at offsets predicted from ``fea``."""
         offset, mask = self.offsets_and_mask(fea)
-        if offset.numel() and offset.device.type != "meta":
+        if not self._warned and offset.numel() and offset.device.type != "meta":
             mean_abs = float(torch.linalg.vector_norm(offset.detach(), ord=1)) / offset.numel()
             if mean_abs > OFFSET_WARN_THRESHOLD:
+                self._warned = True  # once per module: a diverging run would flood the log
                 logger.warning(
                     "deformable alignment offsets are large (mean |offset| = %.1f > %.0f): "
                     "the alignment may be diverging",

@@ -124,6 +124,10 @@ class LGTD(VSRNetwork):
             only (6, 6, 16, 2, 0.1, 30: the channel-attention squeeze of every CAB).
         ltdm_compat: reproduce the released L-TDM aliasing (default False: the paper's intent).
         zero_init_offsets: zero the DCN offset/mask conv after the Kaiming init.
+        max_offset: bound on the deformable offsets in LR px (``m·tanh(o/m)``; default
+            unbounded, as upstream).
+        residual: add the bicubic ×4 of the centre frame to the output and start the last conv
+            at zero (upstream's ``--residual`` option; off in the paper configuration).
         scale, frames: must be 4 and 5.
     """
 
@@ -148,6 +152,8 @@ class LGTD(VSRNetwork):
         hat_squeeze_factor: int | None = None,
         ltdm_compat: bool = False,
         zero_init_offsets: bool = False,
+        residual: bool = False,
+        max_offset: float | None = None,
         scale: int = 4,
         frames: int = 5,
     ) -> None:
@@ -192,7 +198,7 @@ class LGTD(VSRNetwork):
         self.tdm_s = TDMShort(nf, stdm_nf, stdm_diff_nf, frames)
         self.tdm_l = TDMLong(nf, frames, compat=ltdm_compat)
         self.fus = nn.Conv2d(frames * nf, nf, 3, 1, 1)
-        self.msd = MSD(nf, groups)
+        self.msd = MSD(nf, groups, max_offset)
         self.TSA_Fusion = TSAFusion(nf, frames, frames // 2)
         self.res_feat2 = nn.Sequential(*[ResnetBlock(nf) for _ in range(n_comp_resblock)])
 
@@ -230,6 +236,7 @@ class LGTD(VSRNetwork):
             self.conv_last = nn.Conv2d(upsample_nf, 3, 3, 1, 1)
             self.size_multiple = 4
         init_weights(self, zero_init_offsets=zero_init_offsets)
+        self._setup_residual(residual, self.hat.conv_last if head == "hat" else self.conv_last)
 
     def extract(self, frames: Tensor) -> Tensor:
         """Per-frame features ``res_feat_ext(fea_all(I))``: (N, 3, h, w) → (N, nf, h, w)."""
@@ -262,7 +269,7 @@ class LGTD(VSRNetwork):
     def forward_window(self, clip: Tensor, feats: Tensor) -> Tensor:
         """``clip`` (B, 5, 3, h, w) with ``feats`` (B, 5, nf, h, w) → (B, 3, 4h, 4w)."""
         self._check_window(clip, feats)
-        return self.reconstruct(self.trunk(clip, feats))
+        return self._add_residual(clip, self.reconstruct(self.trunk(clip, feats)))
 
 
 def _lcm(a: int, b: int) -> int:

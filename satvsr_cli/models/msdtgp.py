@@ -72,6 +72,10 @@ class MSDTGP(VSRNetwork):
         n_ext_resblock: residual blocks of the per-frame extractor (upstream 3).
         groups: deformable groups of the MSD alignment (upstream 8).
         zero_init_offsets: zero the DCN offset/mask convs after the Kaiming init (upstream: no).
+        max_offset: bound on the deformable offsets in LR px (``m·tanh(o/m)``; default
+            unbounded, as upstream).
+        residual: add the bicubic ×4 of the centre frame to the output and start the output
+            conv at zero (upstream's ``--residual`` option, default off as upstream).
         scale, frames: must be 4 and 5.
     """
 
@@ -89,6 +93,8 @@ class MSDTGP(VSRNetwork):
         n_ext_resblock: int = 3,
         groups: int = 8,
         zero_init_offsets: bool = False,
+        residual: bool = False,
+        max_offset: float | None = None,
         scale: int = 4,
         frames: int = 5,
         num_channels: int = 3,
@@ -114,7 +120,7 @@ class MSDTGP(VSRNetwork):
         self.feat_all = ConvBlock(3, nf, 3)
         self.res_feat_ext = nn.Sequential(*[ResnetBlock(nf) for _ in range(n_ext_resblock)])
         self.DBPN = DBPNS(base_filter, feat, num_stages)
-        self.alignment1 = MSD(nf, groups)
+        self.alignment1 = MSD(nf, groups, max_offset)
         self.fusion1 = ConvBlock(3 * nf, base_filter, 3)
         self.res_feat1 = nn.Sequential(
             *[ResnetBlock(base_filter) for _ in range(n_resblock)],
@@ -129,6 +135,7 @@ class MSDTGP(VSRNetwork):
         self.TAtt = TemporalAttention(feat, center=0)
         self.output = ConvBlock(3 * feat, 3, 3, activation=None)
         init_weights(self, zero_init_offsets=zero_init_offsets)
+        self._setup_residual(residual, self.output)
 
     def extract(self, frames: Tensor) -> Tensor:
         """Per-frame features ``res_feat_ext(feat_all(I))``: (N, 3, h, w) → (N, nf, h, w)."""
@@ -166,7 +173,8 @@ class MSDTGP(VSRNetwork):
             h_i = h0 + self.res_feat2(h0 - h1)
             hr.append(h_i)
             f_in = self.res_feat3(h_i)
-        return self.output(self.TAtt([self.DBPN(f_in), hr[0], hr[1]]))
+        out: Tensor = self.output(self.TAtt([self.DBPN(f_in), hr[0], hr[1]]))
+        return self._add_residual(clip, out)
 
 
 def checkpoint_filter_fn(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -146,6 +146,9 @@ _register(
             "n_resblock_hr": 1,
             "n_ext_resblock": 1,
             "groups": 2,
+            "residual": True,
+            "zero_init_offsets": True,
+            "max_offset": 8.0,
         },
     )
 )
@@ -167,6 +170,9 @@ _register(
             "head_nf": 48,
             "n_head_blocks": 3,
             "upsample_nf": 16,
+            "residual": True,
+            "zero_init_offsets": True,
+            "max_offset": 8.0,
         },
     )
 )
@@ -213,8 +219,14 @@ TINY_OVERRIDES: dict[str, dict[str, Any]] = {
     },
 }
 TINY_OVERRIDES["lgtd_hat6"] = dict(TINY_OVERRIDES["lgtd"], n_head_blocks=2)
-TINY_OVERRIDES["msdtgp_small"] = dict(TINY_OVERRIDES["msdtgp"])
-TINY_OVERRIDES["lgtd_small"] = dict(TINY_OVERRIDES["lgtd_lite"])
+# The tiny versions of the small presets switch the bicubic skip off: with it, an untrained
+# network ignores its input except for the centre frame (its last conv starts at zero), which
+# would hide wiring mistakes from the topology tests. tests/test_models_residual.py covers it.
+
+# Zero-initialised offsets likewise leave the offset branch without a gradient at step 0.
+_NO_ZERO_START = {"residual": False, "zero_init_offsets": False}
+TINY_OVERRIDES["msdtgp_small"] = {**TINY_OVERRIDES["msdtgp"], **_NO_ZERO_START}
+TINY_OVERRIDES["lgtd_small"] = {**TINY_OVERRIDES["lgtd_lite"], **_NO_ZERO_START}
 
 
 def list_models() -> list[str]:

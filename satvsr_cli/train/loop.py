@@ -76,7 +76,6 @@ CSV_FIELDS = ("iter", "epoch", "loss", "lr", "it_per_s", "wall_s", "val_psnr", "
 
 Log = Callable[[str], None]
 Callback = Callable[["Trainer", dict[str, Any]], None]
-ModelBuilder = Callable[..., nn.Module]
 
 
 # --------------------------------------------------------------------------- small pure pieces
@@ -312,8 +311,6 @@ class Trainer:
         checkpoint: dict[str, Any] | None = None,
         checkpoint_path: Path | None = None,
         log: Log | None = None,
-        build: ModelBuilder | None = None,
-        data: TrainData | None = None,
         argv: list[str] | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
@@ -325,8 +322,6 @@ class Trainer:
         self.resume_path = checkpoint_path
         self.cfg = absolutize(cfg)
         validate(self.cfg)
-        self._build = build
-        self._data = data
 
     # -- plumbing
     def add_callback(self, event: str, fn: Callback) -> None:
@@ -382,16 +377,19 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
-        data = self._data or TrainData(cfg, spec.frames, log=self.log, world_size=dist.world_size)
+        data = TrainData(cfg, spec.frames, log=self.log, world_size=dist.world_size)
         ipe = data.iters_per_epoch(cfg.train.batch)
         cfg = resolve(cfg, ipe)
+        # record every constructor keyword, so that checkpoints and exports rebuild the same
+        # network even if the registry's defaults change later
+        cfg = replace(cfg, model=replace(cfg.model, kwargs={**spec.default_kwargs,
+                                                            **cfg.model.kwargs}))
         self.cfg = cfg
         t = cfg.train
         total = int(t.iters or 1)
 
-        builder = self._build or build_model
         torch.manual_seed(t.seed)
-        net = builder(cfg.model.name, **cfg.model.kwargs).to(device)
+        net = build_model(cfg.model.name, **cfg.model.kwargs).to(device)
         net.train()
         opt = torch.optim.Adam(net.parameters(), lr=t.lr, betas=t.betas, eps=t.eps,
                                weight_decay=t.weight_decay)
@@ -420,6 +418,9 @@ class Trainer:
             wall_before = float(ck.get("wall_time_s", 0.0))
             last_val = dict(ck.get("val") or {})
             self.log(f"resuming from {self.resume_path} at iteration {start}")
+            if int(ck.get("world_size", 1)) != dist.world_size:
+                self.log(f"warning: the run used {ck.get('world_size', 1)} processes, now "
+                         f"{dist.world_size}: the batches drawn from here on differ")
         model: nn.Module = net
         if dist.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -449,7 +450,6 @@ class Trainer:
         train_time, train_its = 0.0, 0
         ips_ema: float | None = None
         it = start
-        state: dict[str, Any] = {}
 
         def snapshot(iteration: int) -> dict[str, Any]:
             return {
@@ -534,16 +534,15 @@ class Trainer:
             self._restore_signals(old_handlers)
             if tb is not None:
                 tb.close()
-        state["wall"] = wall_before + time.perf_counter() - t0_wall
+        wall = wall_before + time.perf_counter() - t0_wall
         ips = train_its / train_time if train_time > 0 else None
-        result = TrainResult(self.run_dir, it, state["wall"], metrics=last_val, best=best,
-                             it_per_s=ips)
+        result = TrainResult(self.run_dir, it, wall, metrics=last_val, best=best, it_per_s=ips)
         if dist.main:
             result.export = export_run(self.run_dir, which=t.export, log=self.log)
         self._barrier()
         self._emit("on_end", {"iter": it, "iters": total, "export": result.export,
                               "metrics": last_val, "best": best, "it_per_s": ips,
-                              "wall_time_s": state["wall"]})
+                              "wall_time_s": wall})
         return result
 
     # -- helpers of fit
@@ -701,7 +700,6 @@ def prepare(
     sets: list[str] | tuple[str, ...] = (),
     resume: str | Path | bool | None = None,
     log: Log | None = None,
-    build: ModelBuilder | None = None,
     argv: list[str] | None = None,
 ) -> Trainer:
     """Resolve the configuration (new run, or the saved one when resuming) and make a Trainer.
@@ -732,13 +730,13 @@ def prepare(
         wanted = absolutize(apply_sets(wanted, sets))
         check_resume_changes(saved, wanted)
         return Trainer(wanted, run_dir, checkpoint=ck, checkpoint_path=path, log=log,
-                       build=build, argv=argv)
+                       argv=argv)
     if dist_info().main and (list_checkpoints(run_dir) or (run_dir / CKPT_DIR / "best.pt").exists()):
         raise OutputError(f"{run_dir}: holds checkpoints of an earlier run; pass --resume to "
                           "continue it or choose another --out")
     cfg = build_config(model=model, recipe_name=recipe_name, config_file=config_file,
                        overrides=overrides, sets=sets)
-    return Trainer(cfg, run_dir, log=log, build=build, argv=argv)
+    return Trainer(cfg, run_dir, log=log, argv=argv)
 
 
 # --------------------------------------------------------------------------- export
