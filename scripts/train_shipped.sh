@@ -17,7 +17,7 @@ RESUME=()
 if compgen -G "$OUT/checkpoints/*.pt" >/dev/null || compgen -G "$OUT/*.pt" >/dev/null; then
   RESUME=(--resume)
 fi
-exec .venv/bin/satvsr train --model "$MODEL" --recipe cpu --iters "$ITERS" --out "$OUT" \
+exec .venv/bin/satvsr train --model "$MODEL" --recipe cpu --lr 2e-3 --iters "$ITERS" --out "$OUT" \
   --data "$D/satvideo/jilin1/train,weight=0.3" \
   --data "$D/images/ucmerced,gsd=3,weight=0.3" \
   --data "$D/geotiff/spacenet_solaris/pan*.tif,gsd=2,weight=0.15" \

@@ -239,7 +239,7 @@ def test_ctrl_c_exits_130_and_resume_is_byte_identical(tmp_path, tiny_weights):
     base = [sys.executable, "-m", "satvsr_cli", "upscale", str(src), "-w", str(tiny_weights),
             "--segment-frames", "4", "--preset", "ultrafast", "--progress", "json"]
     ref = subprocess.run([*base, "-o", str(tmp_path / "ref.mp4")], capture_output=True,
-                         text=True, env=env)
+                         text=True, env=env, check=False)
     assert ref.returncode == 0, ref.stderr
     out = tmp_path / "out.mp4"
     proc = subprocess.Popen([*base, "-o", str(out)], stderr=subprocess.PIPE, text=True, env=env)
@@ -258,7 +258,7 @@ def test_ctrl_c_exits_130_and_resume_is_byte_identical(tmp_path, tiny_weights):
     assert "error: interrupted" in rest and "--resume" in rest and "Traceback" not in rest
     assert not out.exists() and (tmp_path / "out.mp4.satvsr.json").exists()
     again = subprocess.run([*base, "-o", str(out), "--resume"], capture_output=True, text=True,
-                           env=env)
+                           env=env, check=False)
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout.strip().splitlines()[-1])
     assert summary["frames_resumed"] >= 4 and summary["frames_total"] == 24

@@ -224,3 +224,16 @@ def test_truncated_faststart_video_is_detected_while_reading(tmp_path):
     info = probe_video(cut)
     with pytest.raises(InputError, match="truncated or corrupt"):
         list(VideoSource(cut, info).frames())
+
+
+def test_rotated_video_is_delivered_upright(tmp_path):
+    src = write_video(tmp_path / "a.mp4", noise_frames(3, 24, 32))
+    rot = tmp_path / "rot.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-display_rotation", "90", "-i", str(src),
+                    "-c", "copy", str(rot)], check=True)
+    info = probe_video(rot)
+    assert info.rotation == 90 and (info.width, info.height) == (24, 32)
+    assert next(iter(VideoSource(rot, info).frames())).data.shape == (32, 24, 3)
+    raw = VideoSource(rot, autorotate=False)
+    assert (raw.info.width, raw.info.height) == (32, 24)
+    assert next(iter(raw.frames())).data.shape == (24, 32, 3)

@@ -391,9 +391,9 @@ def test_streamed_geotiff_rows_equal_the_full_frame_path(tmp_path, monkeypatch, 
             data[:, 5:9, 7:20] = np.nan
         elif kind == "nodata":
             data[:, 5:9, 7:20] = 0
-        profile = dict(driver="GTiff", width=90, height=70, count=3, dtype=dtype,
-                       crs=CRS.from_epsg(32633), transform=ROTATED, tiled=True, blockxsize=32,
-                       blockysize=32, nodata=0 if kind == "nodata" else None)
+        profile = {"driver": "GTiff", "width": 90, "height": 70, "count": 3, "dtype": dtype,
+                   "crs": CRS.from_epsg(32633), "transform": ROTATED, "tiled": True,
+                   "blockxsize": 32, "blockysize": 32, "nodata": 0 if kind == "nodata" else None}
         with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(
                 src / f"t{i}.tif", "w", **profile) as ds:
             ds.write(data)
@@ -419,3 +419,12 @@ def test_streamed_geotiff_rows_equal_the_full_frame_path(tmp_path, monkeypatch, 
                 assert np.isnan(a.read(1)[20:36, 28:80]).all()
             else:
                 assert (a.read_masks(1)[20:36, 28:80] == 0).all()
+
+
+def test_cog_output_through_the_row_writer(tmp_path):
+    src = write_geotiffs(tmp_path / "in", n=1, h=80, w=80)
+    run(UpscaleConfig(input=str(src), output=str(tmp_path / "out"), cog=True, tile=32,
+                      tile_overlap=8))
+    with rasterio.open(tmp_path / "out" / "t00.tif") as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert ds.transform.almost_equals(ROTATED @ Affine.scale(0.25))

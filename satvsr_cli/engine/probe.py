@@ -150,8 +150,12 @@ def probe(config: UpscaleConfig) -> ProbeReport:
         vr = value_range_for(info, config.value_range)
     except SatvsrError as exc:
         vr, vr_note = None, str(exc)
+    streamed = False
     try:
-        bands = plan_bands(info.bands, config.bands).describe()
+        bplan = plan_bands(info.bands, config.bands)
+        bands = bplan.describe()
+        # GeoTIFF frames are written row strip by row strip when every band comes from one pass
+        streamed = kind == "geotiff-frames" and len(bplan.groups) == 1 and not bplan.bicubic
     except SatvsrError as exc:
         bands = str(exc)
     itemsize = np.dtype(info.dtype).itemsize
@@ -169,7 +173,7 @@ def probe(config: UpscaleConfig) -> ProbeReport:
         "network_tiles": res.bytes_per_pixel * tile_px * res.batch,
         "feature_cache": min(cache_need, res.cache_budget),
         "input_frames": 6 * frame_in,
-        "output_frame": frame_out + strip * 2,
+        "output_frame": (0 if streamed else frame_out) + strip * 2,
     }
     memory["total"] = sum(memory.values())
     if cache_need > res.cache_budget and config.feature_cache:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import platform
 import signal
 import threading
 import time
@@ -526,6 +527,7 @@ def upscale(
         except Interrupted:
             raise
         except KeyboardInterrupt:
+            sink.discard_pending()
             job.save_progress(interrupted=True)
             raise Interrupted(
                 f"interrupted after {job.completed} frame(s); run the same command with --resume "
@@ -539,7 +541,11 @@ def upscale(
             sink.discard_pending()
             job.save_progress(interrupted=True)
             raise
-        final = sink.commit()
+        try:
+            final = sink.commit()
+        except SatvsrError as exc:
+            # every frame is done: keep them so that --resume only has to finish the output
+            raise type(exc)(f"{exc}; the finished frames are kept, rerun with --resume") from None
         mpath.unlink(missing_ok=True)
         warnings_list.extend(getattr(sink, "warnings", []))
 
@@ -622,6 +628,9 @@ class _Job:
             "resolved": {"tile": tile, "batch": self.up.batch, "overlap": self.up.overlap},
             "sink": self.sink.state(),
             "frames_done": len(self.sink.done()),
+            "environment": {"torch": torch.__version__, "numpy": np.__version__,
+                            "python": platform.python_version(),
+                            "device": str(self.up.device)},
             "interrupted": interrupted,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         })

@@ -169,8 +169,12 @@ def fps_from_float(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
-def probe_video(path: Path) -> SourceInfo:
-    """Describe a video file; raises InputError for a missing, unreadable or frameless file."""
+def probe_video(path: Path, *, autorotate: bool = True) -> SourceInfo:
+    """Describe a video file; raises InputError for a missing, unreadable or frameless file.
+
+    With ``autorotate`` (ffmpeg's default) a 90°/270° display rotation swaps width and height,
+    because the frames are delivered upright.
+    """
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     res = _run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], timeout=120)
@@ -199,8 +203,8 @@ def probe_video(path: Path) -> SourceInfo:
         vfr = abs(expected - n) > max(2.0, 0.02 * n)
     w, h = head["size"]
     rotation = int(head.get("rotation", 0))
-    if rotation in (90, 270):
-        w, h = h, w  # ffmpeg delivers upright frames (autorotate)
+    if rotation in (90, 270) and autorotate:
+        w, h = h, w  # ffmpeg delivers upright frames
     return SourceInfo(
         kind="video",
         spec=str(path),
@@ -231,7 +235,7 @@ class VideoSource(FrameSource):
     ) -> None:
         """Probe ``path`` (unless ``info`` is given)."""
         self.path = path
-        self.info = info or probe_video(path)
+        self.info = info or probe_video(path, autorotate=autorotate)
         self.autorotate = autorotate
 
     def _pix_fmt(self) -> tuple[str, int, np.dtype]:
@@ -244,6 +248,9 @@ class VideoSource(FrameSource):
         """Decode frames in order, yielding those from ``start`` on (earlier ones are skipped)."""
         import imageio_ffmpeg
 
+        import logging
+
+        logging.getLogger("imageio_ffmpeg").setLevel(logging.ERROR)  # size notes, not errors
         pix_fmt, channels, dt = self._pix_fmt()
         bpp = channels * dt.itemsize * 8
         gen = imageio_ffmpeg.read_frames(

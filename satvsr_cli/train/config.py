@@ -13,10 +13,11 @@ Recipes (``models.md`` §10):
   validation every epoch. No EMA, no AMP, no clipping.
 - ``lgtd``: the upstream LGTD defaults. Adam 1e-4, LR patch 64, batch 4, ×0.5 after epochs
   9, 19, 29, 39 and 49, otherwise as ``msdtgp``.
-- ``cpu``: for the small presets on a few CPU cores. Adam 2e-3 with a 100-iteration linear
+- ``cpu``: for the small presets on a few CPU cores. Adam 1e-3 with a 100-iteration linear
   warm-up and cosine decay to 2 %, LR patch 32, batch 4, Charbonnier loss, EMA 0.999, gradient
-  clipping at 1.0, 5000 iterations. Chosen by short CPU sweeps (600–1200 iterations): at equal
-  CPU time, more small-batch iterations and a high learning rate learned fastest.
+  clipping at 1.0, 5000 iterations. Chosen by short CPU sweeps (600–1200 iterations, see
+  ``docs/training.md``): at equal CPU time, more small-batch iterations learned fastest, and
+  1e-3 beat 5e-4 and 2e-3 for the residual small presets.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class TrainConfig:
     iters: int | None = None  # total iterations; None → epochs × iterations per epoch
     epochs: float | None = None  # used only when iters is None
     batch: int = 4  # per process
-    lr: float = 2e-3  # peak learning rate
+    lr: float = 1e-3  # peak learning rate
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.0
@@ -174,7 +175,7 @@ def recipe(name: str) -> RunConfig:
             recipe=name,
             data=DataConfig(patch=32),
             train=TrainConfig(
-                iters=5000, batch=4, lr=2e-3, schedule="cosine", warmup=100, min_lr_ratio=0.02,
+                iters=5000, batch=4, lr=1e-3, schedule="cosine", warmup=100, min_lr_ratio=0.02,
                 loss="charbonnier", ema=0.999, grad_clip=1.0, val_every=1000, log_every=50,
                 ckpt_every=500, keep_last=3,
             ),
