@@ -246,9 +246,9 @@ class VideoSource(FrameSource):
 
     def frames(self, start: int = 0) -> Iterator[Frame]:
         """Decode frames in order, yielding those from ``start`` on (earlier ones are skipped)."""
-        import imageio_ffmpeg
-
         import logging
+
+        import imageio_ffmpeg
 
         logging.getLogger("imageio_ffmpeg").setLevel(logging.ERROR)  # size notes, not errors
         pix_fmt, channels, dt = self._pix_fmt()
