@@ -17,13 +17,13 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from satvsr_cli import __version__
 from satvsr_cli.errors import ModelError, WeightsError
+from satvsr_cli.fsutil import atomic_write_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -86,22 +86,6 @@ class Manifest:
         }
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_weights(
     model: torch.nn.Module,
     path: str | Path,
@@ -137,7 +121,7 @@ def save_weights(
     out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     payload = save(state, metadata={"format": FORMAT, "network": network})
-    _atomic_write_bytes(out, payload)
+    atomic_write_bytes(out, payload)
     manifest = Manifest(
         network=network,
         # the full keyword set, so that later changes to a preset's defaults cannot change
@@ -154,7 +138,7 @@ def save_weights(
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     )
     text = json.dumps(manifest.to_json(), indent=2, sort_keys=False) + "\n"
-    _atomic_write_bytes(manifest.manifest_path, text.encode())
+    atomic_write_bytes(manifest.manifest_path, text.encode())
     return out
 
 

@@ -7,7 +7,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -49,14 +48,9 @@ def _check_output(path: Path | None, flag: str) -> None:
 
 def _write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file, so no half-written file is left."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from satvsr_cli.fsutil import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def _fmt(v: Any, spec: str, none: str = "–") -> str:

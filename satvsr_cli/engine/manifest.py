@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from satvsr_cli import __version__
 from satvsr_cli.errors import OutputError
+from satvsr_cli.fsutil import atomic_write_text
 
 FORMAT = "satvsr-job/1"
 
@@ -24,10 +23,7 @@ def write_manifest(path: Path, data: dict[str, Any]) -> None:
     payload = json.dumps({"format": FORMAT, "satvsr_version": __version__, **data}, indent=1,
                          sort_keys=True, default=str)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(payload + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, payload + "\n")
     except OSError as exc:
         raise OutputError(f"{path}: cannot write the job manifest ({exc.strerror or exc})") from None
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import csv
 import datetime as _dt
+import io
 import json
 import math
 import os
@@ -38,7 +39,6 @@ import random
 import re
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -52,6 +52,7 @@ from torch import nn
 
 from satvsr_cli import __version__
 from satvsr_cli.errors import InputError, Interrupted, OutputError, SatvsrError, WeightsError
+from satvsr_cli.fsutil import atomic_write_bytes
 from satvsr_cli.train.config import (
     RunConfig,
     TrainConfig,
@@ -189,16 +190,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
