@@ -129,6 +129,23 @@ class FrameSink(ABC):
         return {}
 
 
+class FolderSink(FrameSink):
+    """A sink that writes its files into ``self.workdir`` (``OUT.partial/``) and renames it to
+    ``self.path`` (``OUT/``) on :meth:`commit`; subclasses set both attributes."""
+
+    path: Path
+    workdir: Path
+
+    def commit(self) -> Path:
+        """Rename ``OUT.partial/`` to ``OUT/``."""
+        atomic_replace(self.workdir, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Remove ``OUT.partial/``."""
+        remove_path(self.workdir)
+
+
 def partial_path(path: Path) -> Path:
     """The temporary name of ``path`` while it is being written: ``NAME.partial`` beside it."""
     return path.with_name(path.name + ".partial")

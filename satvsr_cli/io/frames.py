@@ -18,11 +18,10 @@ import numpy as np
 
 from satvsr_cli.errors import InputError, OutputError
 from satvsr_cli.io.base import (
+    FolderSink,
     Frame,
-    FrameSink,
     FrameSource,
     SourceInfo,
-    atomic_replace,
     file_identity,
     partial_path,
     remove_path,
@@ -225,7 +224,7 @@ def verify_image(path: Path, width: int, height: int, bands: int, dtype: str) ->
         return False
 
 
-class FramesSink(FrameSink):
+class FramesSink(FolderSink):
     """One image per frame into ``OUT.partial/``, renamed to ``OUT/`` by :meth:`commit`.
 
     ``name_of(i)`` gives the file stem of frame ``i`` and ``index_of(stem)`` the reverse (``None``
@@ -293,12 +292,3 @@ class FramesSink(FrameSink):
                 raise OutputError(f"{final}: cannot write ({str(exc).splitlines()[0]})") from None
             raise
         self._done.add(index)
-
-    def commit(self) -> Path:
-        """Rename ``OUT.partial/`` to ``OUT/``."""
-        atomic_replace(self.workdir, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        """Remove ``OUT.partial/``."""
-        remove_path(self.workdir)

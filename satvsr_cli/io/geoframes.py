@@ -15,11 +15,11 @@ from rasterio.windows import Window
 from satvsr_cli.errors import OutputError
 from satvsr_cli.io import geotiff as _gt
 from satvsr_cli.io.base import (
+    FolderSink,
     Frame,
     FrameSink,
     FrameSource,
     SourceInfo,
-    atomic_replace,
     file_identity,
     partial_path,
     remove_path,
@@ -180,7 +180,7 @@ class GeoRowWriter:
         self._open()
 
 
-class GeoFramesSink(FrameSink):
+class GeoFramesSink(FolderSink):
     """One GeoTIFF per frame (source names) into ``OUT.partial/``, renamed to ``OUT/`` at the end."""
 
     def __init__(
@@ -236,15 +236,6 @@ class GeoFramesSink(FrameSink):
         """Finish a frame written through :meth:`open_rows`."""
         rows.close()
         self._done.add(index)
-
-    def commit(self) -> Path:
-        """Rename ``OUT.partial/`` to ``OUT/``."""
-        atomic_replace(self.workdir, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        """Remove ``OUT.partial/``."""
-        remove_path(self.workdir)
 
 
 class GeoStackSink(FrameSink):
