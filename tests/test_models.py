@@ -31,7 +31,7 @@ from satvsr_cli.models.lgtd import TDMLong, TDMShort
 from satvsr_cli.models.msdtgp import DBPNS
 
 PAPER = ["msdtgp", "lgtd", "lgtd_hat6", "lgtd_lite"]
-SMALL = ["msdtgp_small", "lgtd_small"]
+SMALL = ["msdtgp_small", "lgtd_small", "lgtd_base"]
 
 
 @pytest.fixture(autouse=True)

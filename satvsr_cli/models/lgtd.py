@@ -22,9 +22,14 @@ from satvsr_cli.models.blocks import (
 __all__ = ["LGTD", "TDMLong", "TDMShort", "checkpoint_filter_fn"]
 
 
-def _up2_ac(x: Tensor) -> Tensor:
-    """Bilinear ×2 upsampling with ``align_corners=True``."""
-    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+def _up2(x: Tensor, local: bool) -> Tensor:
+    """Bilinear ×2 upsampling: upstream's ``align_corners=True``, or ``local`` (``False``).
+
+    With ``align_corners=True`` the sampling positions depend on the input's size, so a tile's
+    output depends on the tile size; ``align_corners=False`` samples at fixed half-pixel
+    positions, a local operation that gives the same result tiled and untiled.
+    """
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=not local)
 
 
 class TDMShort(nn.Module):
@@ -36,10 +41,12 @@ class TDMShort(nn.Module):
         diff_nf: channels of each difference feature (64).
     """
 
-    def __init__(self, nf: int = 64, base: int = 128, diff_nf: int = 64, nframes: int = 5) -> None:
+    def __init__(self, nf: int = 64, base: int = 128, diff_nf: int = 64, nframes: int = 5, *,
+                 local: bool = False) -> None:
         """Build ``feat_diff``, ``conv1``, ``res_feat1``, ``feat0``, ``res_feat2``."""
         super().__init__()
         self.nframes = nframes
+        self.local = local
         self.feat_diff = ConvBlock(3, diff_nf, 3)
         self.conv1 = ConvBlock((nframes - 1) * diff_nf, base, 3)
         self.res_feat1 = nn.Sequential(ResnetBlock(base), ConvBlock(base, nf, 3))
@@ -54,8 +61,8 @@ class TDMShort(nn.Module):
         d = self.pool(self.feat_diff(diffs))
         d = d.reshape(b, -1, d.shape[-2], d.shape[-1])  # cat[d_0, d_1, d_2, d_3]
         s = self.conv1(d)
-        u1 = _up2_ac(self.res_feat1(s))
-        u2 = _up2_ac(s)
+        u1 = _up2(self.res_feat1(s), self.local)
+        u2 = _up2(s, self.local)
         centre = self.res_feat2(0.5 * self.feat0(clip[:, t // 2]) + 0.5 * u2)
         out: Tensor = 0.5 * centre + 0.5 * u1
         return out
@@ -69,10 +76,12 @@ class TDMLong(nn.Module):
     list makes ``fwd`` come from the reversed order too (``fwd == bwd``).
     """
 
-    def __init__(self, nf: int = 64, nframes: int = 5, *, compat: bool = False) -> None:
+    def __init__(self, nf: int = 64, nframes: int = 5, *, compat: bool = False,
+                 local: bool = False) -> None:
         """Build ``compress_3``, ``conv1``..``conv4`` (the dead upstream ``fus`` is not built)."""
         super().__init__()
         self.compat = compat
+        self.local = local
         self.compress_3 = ConvBlock(nframes * nf, nf, 3)
         self.conv1 = ConvBlock(nf, nf, 3)
         self.conv2 = ConvBlock(nf, nf, 3)
@@ -98,10 +107,10 @@ class TDMLong(nn.Module):
         fwd, bwd = self.branches(aligned)
         if self.compat:
             # fwd == bwd, so both difference terms are exactly zero and a_f == a_b.
-            att = torch.sigmoid(self.conv4(self.conv2(fwd) + _up2_ac(self.conv3(self.pool(fwd)))))
+            att = torch.sigmoid(self.conv4(self.conv2(fwd) + _up2(self.conv3(self.pool(fwd)), self.local)))
             return (att + att) * fcat + fcat
         x = torch.cat([fwd, bwd], dim=0)
-        pyr = _up2_ac(self.conv3(self.pool(x)))
+        pyr = _up2(self.conv3(self.pool(x)), self.local)
         diff = torch.cat([fwd - bwd, bwd - fwd], dim=0)
         att = torch.sigmoid(self.conv4(diff + self.conv2(x) + pyr))
         return (att[:b] + att[b:]) * fcat + fcat
@@ -128,6 +137,9 @@ class LGTD(VSRNetwork):
             unbounded, as upstream).
         residual: add the bicubic ×4 of the centre frame to the output and start the last conv
             at zero (upstream's ``--residual`` option; off in the paper configuration).
+        local_upsample: the S-TDM/L-TDM ×2 upsampling with ``align_corners=False`` (a local
+            operation: tiled output equals untiled output) instead of upstream's
+            ``align_corners=True`` (default False: the paper configurations keep upstream).
         scale, frames: must be 4 and 5.
     """
 
@@ -154,6 +166,7 @@ class LGTD(VSRNetwork):
         zero_init_offsets: bool = False,
         residual: bool = False,
         max_offset: float | None = None,
+        local_upsample: bool = False,
         scale: int = 4,
         frames: int = 5,
     ) -> None:
@@ -195,8 +208,8 @@ class LGTD(VSRNetwork):
         self.fea0 = ConvBlock(3, nf, 3)
         self.fea_all = ConvBlock(3, nf, 3)
         self.res_feat_ext = nn.Sequential(*[ResnetBlock(nf) for _ in range(n_ext_resblock)])
-        self.tdm_s = TDMShort(nf, stdm_nf, stdm_diff_nf, frames)
-        self.tdm_l = TDMLong(nf, frames, compat=ltdm_compat)
+        self.tdm_s = TDMShort(nf, stdm_nf, stdm_diff_nf, frames, local=local_upsample)
+        self.tdm_l = TDMLong(nf, frames, compat=ltdm_compat, local=local_upsample)
         self.fus = nn.Conv2d(frames * nf, nf, 3, 1, 1)
         self.msd = MSD(nf, groups, max_offset)
         self.TSA_Fusion = TSAFusion(nf, frames, frames // 2)

@@ -173,6 +173,32 @@ _register(
             "residual": True,
             "zero_init_offsets": True,
             "max_offset": 8.0,
+            "local_upsample": True,
+        },
+    )
+)
+_register(
+    ModelSpec(
+        name="lgtd_base",
+        family="lgtd",
+        description="LGTD-lite topology, wider and deeper than lgtd_small: the quality preset",
+        size_multiple=4,
+        paper=False,
+        default_kwargs={
+            "head": "resnet",
+            "nf": 32,
+            "groups": 8,
+            "n_ext_resblock": 3,
+            "n_comp_resblock": 3,
+            "stdm_nf": 48,
+            "stdm_diff_nf": 24,
+            "head_nf": 64,
+            "n_head_blocks": 8,
+            "upsample_nf": 32,
+            "residual": True,
+            "zero_init_offsets": True,
+            "max_offset": 8.0,
+            "local_upsample": True,
         },
     )
 )
@@ -227,6 +253,7 @@ TINY_OVERRIDES["lgtd_hat6"] = dict(TINY_OVERRIDES["lgtd"], n_head_blocks=2)
 _NO_ZERO_START = {"residual": False, "zero_init_offsets": False}
 TINY_OVERRIDES["msdtgp_small"] = {**TINY_OVERRIDES["msdtgp"], **_NO_ZERO_START}
 TINY_OVERRIDES["lgtd_small"] = {**TINY_OVERRIDES["lgtd_lite"], **_NO_ZERO_START}
+TINY_OVERRIDES["lgtd_base"] = {**TINY_OVERRIDES["lgtd_lite"], **_NO_ZERO_START}
 
 
 def list_models() -> list[str]:

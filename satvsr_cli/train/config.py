@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from satvsr_cli.errors import InputError, ModelError
+from satvsr_cli.train.degrade import DegradationConfig, check_config
 
 SourceKind = Literal["auto", "jilin", "images"]
 Stretch = Literal["auto", "range", "percentile"]
@@ -145,6 +146,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -466,6 +468,7 @@ def validate(cfg: RunConfig) -> None:
     for ok, msg in checks:
         if not ok:
             raise InputError(msg)
+    check_config(cfg.degradation)
 
 
 def build_config(

@@ -55,6 +55,7 @@ from satvsr_cli.errors import InputError
 from satvsr_cli.jilin import IMAGE_SUFFIXES, Clip, find_clips, natural_key
 from satvsr_cli.resize import imresize
 from satvsr_cli.train.config import DataConfig, RunConfig, SourceConfig, SynthConfig
+from satvsr_cli.train.degrade import degrade_batch
 from satvsr_cli.train.synth import max_patch_for, region_size, synth_window
 
 U8 = npt.NDArray[np.uint8]
@@ -569,14 +570,20 @@ class TrainData:
 
     def batch_arrays(self, it: int, rank: int = 0) -> tuple[U8, U8]:
         """The uint8 batch of iteration ``it``: LR ``(B, T, p, p, 3)``, GT ``(B, 4p, 4p, 3)``."""
-        lrs, gts = [], []
+        lrs, gts, still = [], [], []
         for s, item, rng in self.samples(it, rank):
             src = self.sources[s]
             lr, gt = src.window(item, rng, self.frames, self.cfg.data, self.cfg.synth)
             lr, gt = augment(lr, gt, rng, self.cfg.data)
             lrs.append(lr)
             gts.append(gt)
-        return np.stack(lrs), np.stack(gts)
+            still.append(isinstance(src, ImageSource))
+        lr_b = np.stack(lrs)
+        if self.cfg.degradation.enabled:
+            # a stream of its own, so the clean windows are the same with and without it
+            rng = np.random.default_rng([self.cfg.train.seed, 0xDE6, it, rank])
+            lr_b, _ = degrade_batch(lr_b, still, rng, self.cfg.degradation)
+        return lr_b, np.stack(gts)
 
     def batch(self, it: int, rank: int = 0) -> tuple[Any, Any]:
         """The batch of iteration ``it`` as float tensors in [0, 1]: ``(B,T,3,p,p)``, ``(B,3,4p,4p)``."""
