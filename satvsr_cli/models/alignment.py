@@ -111,3 +111,33 @@ class TSAFusion(nn.Module):
         att = self.sAtt_5(att)
         att_add = self.sAtt_add_2(_lrelu(self.sAtt_add_1(att)))
         return fea * torch.sigmoid(att) * 2 + att_add
+
+
+def offset_flow(offset: Tensor, kernel_taps: int) -> Tensor:
+    """The mean sampling shift of deformable offsets ``(B, 2·G·K, H, W)`` → ``(B, 2, H, W)``
+    as (dy, dx) in pixels: where, on average over groups and taps, the conv looks."""
+    b, _, h, w = offset.shape
+    return offset.reshape(b, -1, kernel_taps, 2, h, w).mean(dim=(1, 2))
+
+
+def warp(frames: Tensor, flow: Tensor) -> Tensor:
+    """Sample ``frames`` (B, C, H, W) at ``p + flow`` (flow (B, 2, H, W) as dy, dx in pixels)."""
+    h, w = frames.shape[-2:]
+    ys = torch.arange(h, device=frames.device, dtype=frames.dtype).view(1, h, 1)
+    xs = torch.arange(w, device=frames.device, dtype=frames.dtype).view(1, 1, w)
+    gy = (2.0 * (ys + flow[:, 0]) + 1.0) / h - 1.0
+    gx = (2.0 * (xs + flow[:, 1]) + 1.0) / w - 1.0
+    grid = torch.stack((gx, gy), dim=-1)
+    return F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def photometric_alignment_loss(frames: Tensor, ref: Tensor, flow: Tensor,
+                               eps: float = 1e-3) -> Tensor:
+    """Charbonnier distance between ``frames`` warped by ``flow`` and ``ref`` (all (B, C, H, W)).
+
+    The auxiliary training loss that teaches a deformable alignment to follow motion: the
+    offsets' mean shift must bring each neighbour onto the reference frame.
+    """
+    diff = warp(frames, flow) - ref
+    return torch.sqrt(diff * diff + eps * eps).mean()
+

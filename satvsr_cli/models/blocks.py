@@ -269,6 +269,21 @@ class VSRNetwork(nn.Module):
         """Per-frame features: ``(N, 3, h, w)`` → ``(N, feat_channels, h, w)``."""
         raise NotImplementedError
 
+    def record_alignment(self, on: bool) -> None:
+        """Keep (or stop keeping) the deformable offsets of each forward, for
+        :meth:`alignment_loss` during training."""
+        from satvsr_cli.models.deform import DCNSep
+
+        for m in self.modules():
+            if isinstance(m, DCNSep):
+                m.keep_offset = on
+                m.last_offset = None
+
+    def alignment_loss(self, clip: Tensor) -> Tensor | None:
+        """An auxiliary loss on the alignment of the last forward of ``clip``, or ``None`` when
+        the network has none (see :func:`satvsr_cli.models.alignment.photometric_alignment_loss`)."""
+        return None
+
     def forward_window(self, clip: Tensor, feats: Tensor) -> Tensor:
         """``clip`` (B, 5, 3, h, w) and ``feats`` (B, 5, F, h, w) → (B, 3, 4h, 4w); h, w padded."""
         raise NotImplementedError

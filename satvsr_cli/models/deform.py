@@ -188,6 +188,9 @@ class DCNSep(nn.Module):
             raise ValueError(f"max_offset must be positive, got {max_offset}")
         self.max_offset = max_offset
         self._warned = False
+        #: when True (training with an alignment loss), ``forward`` keeps its offsets here
+        self.keep_offset = False
+        self.last_offset: Tensor | None = None
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         if deformable_groups < 1 or in_channels % deformable_groups != 0:
@@ -225,6 +228,8 @@ class DCNSep(nn.Module):
     def forward(self, input: Tensor, fea: Tensor) -> Tensor:
         """Sample ``input`` at offsets predicted from ``fea``."""
         offset, mask = self.offsets_and_mask(fea)
+        if self.keep_offset:
+            self.last_offset = offset
         if not self._warned and offset.numel() and offset.device.type != "meta":
             mean_abs = float(torch.linalg.vector_norm(offset.detach(), ord=1)) / offset.numel()
             if mean_abs > OFFSET_WARN_THRESHOLD:

@@ -9,7 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from satvsr_cli.models.alignment import MSD, TSAFusion
+from satvsr_cli.models.alignment import (
+    MSD,
+    TSAFusion,
+    offset_flow,
+    photometric_alignment_loss,
+)
 from satvsr_cli.models.blocks import (
     ConvBlock,
     ResnetBlock,
@@ -17,6 +22,7 @@ from satvsr_cli.models.blocks import (
     check_positive,
     check_scale_frames,
     init_weights,
+    pad_to_multiple,
 )
 
 __all__ = ["LGTD", "TDMLong", "TDMShort", "checkpoint_filter_fn"]
@@ -268,6 +274,22 @@ class LGTD(VSRNetwork):
         fea = fea + self.res_feat2(fea - long_term)
         out: Tensor = fea + f_s
         return out
+
+    def alignment_loss(self, clip: Tensor) -> Tensor | None:
+        """Photometric loss of the MSD offsets of the last forward (``record_alignment(True)``):
+        each frame of ``clip`` warped by the mean shift of its deformable offsets must match the
+        centre frame. Without it, the small presets learned one fixed offset pattern for every
+        frame (the alignment did not follow motion)."""
+        offset = self.msd.dcnpack.last_offset
+        if offset is None:
+            return None
+        b, t = clip.shape[:2]
+        h, w = offset.shape[-2:]
+        frames = pad_to_multiple(clip, self.size_multiple)[..., :h, :w]
+        frames = frames.reshape(b * t, *frames.shape[2:])
+        ref = frames.view(b, t, *frames.shape[1:])[:, t // 2].repeat_interleave(t, dim=0)
+        flow = offset_flow(offset, self.msd.dcnpack.kernel_size ** 2)
+        return photometric_alignment_loss(frames, ref, flow)
 
     def reconstruct(self, fea: Tensor) -> Tensor:
         """Apply the reconstruction head: (B, nf, h, w) → (B, 3, 4h, 4w)."""

@@ -115,6 +115,9 @@ class TrainConfig:
     min_lr_ratio: float = 0.02  # cosine floor, as a fraction of lr
     loss: Loss = "l1"
     charbonnier_eps: float = 1e-3
+    # weight of the photometric alignment loss (networks that have one, e.g. LGTD): the
+    # deformable offsets' mean shift must warp each frame onto the centre frame; 0 = off
+    align_weight: float = 0.0
     amp: Amp = "none"  # CUDA only; ignored on CPU
     grad_clip: float = 0.0  # max global grad norm; 0 = off
     ema: float = 0.0  # EMA decay; 0 = off (validation and export then use the raw weights)
@@ -444,6 +447,7 @@ def validate(cfg: RunConfig) -> None:
         (t.iters is not None or t.epochs is not None, "give train.iters (--iters) or train.epochs"),
         (0.0 <= t.ema < 1.0, "train.ema must be in [0, 1)"),
         (t.grad_clip >= 0, "train.grad_clip must be ≥ 0"),
+        (t.align_weight >= 0, "train.align_weight must be ≥ 0"),
         (t.warmup >= 0, "train.warmup must be ≥ 0"),
         (0 <= t.min_lr_ratio <= 1, "train.min_lr_ratio must be in [0, 1]"),
         (t.val_every is None or t.val_every >= 1, "train.val_every must be ≥ 1"),

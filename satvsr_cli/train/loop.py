@@ -53,6 +53,7 @@ from torch import nn
 from satvsr_cli import __version__
 from satvsr_cli.errors import InputError, Interrupted, OutputError, SatvsrError, WeightsError
 from satvsr_cli.fsutil import atomic_write_bytes
+from satvsr_cli.models.blocks import VSRNetwork
 from satvsr_cli.train.config import (
     RunConfig,
     TrainConfig,
@@ -393,6 +394,13 @@ class Trainer:
         if t.amp != "none" and not use_amp:
             self.log(f"note: --amp {t.amp} applies on CUDA only; training in fp32 on {device}")
         ema = EMA(net, t.ema) if t.ema > 0 else None
+        align_loss = None
+        if t.align_weight > 0:
+            if isinstance(net, VSRNetwork) and type(net).alignment_loss is not VSRNetwork.alignment_loss:
+                net.record_alignment(True)
+                align_loss = net.alignment_loss
+            else:
+                self.log(f"note: {cfg.model.name} has no alignment loss; train.align_weight ignored")
 
         start = 0
         best: dict[str, Any] = {"psnr": None, "iteration": None}
@@ -472,6 +480,10 @@ class Trainer:
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     out = model(lr_b)
                 loss = loss_fn(out.float(), gt_b, t)
+                if align_loss is not None:
+                    aux = align_loss(lr_b)
+                    if aux is not None:
+                        loss = loss + t.align_weight * aux.float()
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if t.grad_clip > 0:
