@@ -260,7 +260,7 @@ _VERSION = re.compile(r"^(?P<base>.+)\.v(?P<n>\d+)$")
 def weights_id(path: str | Path) -> str:
     """The id of a weights entry: its file name without ``.safetensors`` (``lgtd_small.v1``)."""
     name = Path(path).name
-    return name[: -len(_SUFFIX)] if name.endswith(_SUFFIX) else name
+    return name.removesuffix(_SUFFIX)
 
 
 def shipped_weights() -> list[Path]:

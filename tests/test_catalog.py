@@ -57,7 +57,7 @@ def test_models_terminal_at_80_columns_keeps_numbers_and_names_whole():
     assert "…" not in text
     assert max(len(line) for line in text.splitlines()) <= 80
     for r, n in zip(rows, numbers, strict=True):
-        assert re.search(rf"^ ?{r.name}\s.*\s{n}\s", text, re.M), (r.name, text)
+        assert re.search(rf"^ ?{r.name}\s.*\s{n}\s", text, re.MULTILINE), (r.name, text)
     assert "lgtd_small.v1" in text
     assert "msdtgp: MSDTGP" in text  # descriptions below the table when the line is short
 

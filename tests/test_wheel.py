@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
 
 
 @pytest.fixture(scope="module")
