@@ -13,7 +13,6 @@ weights_app = typer.Typer(
     name="weights",
     help="Shipped weights and imports of upstream checkpoints.",
     no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(weights_app)
 
@@ -47,9 +46,9 @@ def import_cmd(
 ) -> None:
     """Convert an upstream checkpoint (e.g. MSDTGP's epoch-46 release) to satvsr weights.
 
-    Reads it with torch.load(weights_only=True), strips DataParallel `module.` prefixes, maps
-    the upstream names, checks every tensor against the network and writes OUT with a manifest
-    that names the source file and its sha256.
+    The file is read with torch.load(weights_only=True): no code is unpickled.
+    DataParallel `module.` prefixes are stripped and upstream names mapped; every tensor must fit.
+    The manifest beside OUT names the source file and its sha256.
     """
     from satvsr_cli.weights_import import import_checkpoint
 
