@@ -24,6 +24,7 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    pytest.importorskip("setuptools", reason="building the wheel offline needs setuptools")
     out = tmp_path_factory.mktemp("dist")
     build = tmp_path_factory.mktemp("build")
     # build from a copy of the sources so that the repository's own build/ is not touched
