@@ -11,6 +11,7 @@ key for key and shape for shape before anything is written. The output is a norm
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,19 @@ def _few(keys: list[str], n: int = 3) -> str:
     return f"{shown}{f', … ({len(keys)} in all)' if len(keys) > n else ''}"
 
 
+def _reason(exc: BaseException) -> str:
+    """The useful part of torch.load's long weights_only message, on one line."""
+    text = str(exc)
+    m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", text, re.DOTALL)
+    if m:
+        text = m.group(1)
+        text = text.split(" was not an allowed global")[0].replace("GLOBAL ", "")
+    text = " ".join(text.split())
+    if not text:
+        return type(exc).__name__
+    return text if len(text) <= 120 else text[:119] + "…"
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a ``.pth``/``.pt`` file, loaded without unpickling code.
 
@@ -43,9 +57,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(
-            f"{path}: not loadable as plain tensors with weights_only=True ({first[:160]})"
+            f"{path}: not loadable as plain tensors with weights_only=True ({_reason(exc)})"
         ) from None
     for _ in range(2):  # {"state_dict": {...}} and the like
         if isinstance(obj, Mapping) and not any(hasattr(v, "shape") for v in obj.values()):
