@@ -42,8 +42,6 @@ def models_cmd(
         typer.echo(json.dumps(out, indent=2))
         return
     console = Console()
-    if not console.is_terminal:
-        console = Console(width=max(console.width, 200))  # piped: never cut anything
     table = Table(title=f"satvsr networks (MACs per output frame at LR {w}×{h})",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     cells = [
@@ -55,7 +53,10 @@ def models_cmd(
     # names and numbers are never cut: each column is as wide as its longest cell; the
     # description gets the rest of the line, or its own lines below when too little is left
     widths = [max(len(col), *(len(c[i]) for c in cells)) for i, col in enumerate(heads)]
-    inline = console.width - (sum(widths) + 2 * len(widths)) >= 32
+    if not console.is_terminal:  # piped: whole lines, as wide as the table needs
+        full = sum(widths) + 3 * (len(widths) + 1) + max(len(c[-1]) for c in cells)
+        console = Console(width=max(console.width, full))
+    inline = console.width - (sum(widths) + 3 * len(widths)) >= 32
     for col, width in zip(heads, widths, strict=True):
         table.add_column(col, justify="right" if col in ("params", "GMAC") else "left",
                          no_wrap=True, min_width=width)
