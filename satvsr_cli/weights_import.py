@@ -73,27 +73,20 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {str(k): v for k, v in obj.items()}
 
 
-def map_state_dict(
-    state: Mapping[str, torch.Tensor], network: str, model: torch.nn.Module
+def _filter(
+    state: Mapping[str, torch.Tensor], family: str, model: torch.nn.Module
 ) -> dict[str, torch.Tensor]:
-    """Upstream names → satvsr names for ``network``'s family, checked strictly against ``model``.
+    from satvsr_cli.models import lgtd_checkpoint_filter_fn, msdtgp_checkpoint_filter_fn
 
-    Raises:
-        WeightsError: missing or unexpected keys, or shapes that differ (one line, a few listed).
-    """
-    from satvsr_cli.models import get_spec, lgtd_checkpoint_filter_fn, msdtgp_checkpoint_filter_fn
+    if family == "lgtd":
+        return lgtd_checkpoint_filter_fn(state, model)
+    if family == "msdtgp":
+        return msdtgp_checkpoint_filter_fn(state)
+    raise WeightsError(f"no checkpoint mapping for the {family} family")  # pragma: no cover
 
-    family = get_spec(network).family
-    stripped = {k.removeprefix("module."): v for k, v in state.items()}
-    try:
-        if family == "lgtd":
-            mapped = lgtd_checkpoint_filter_fn(stripped, model)
-        elif family == "msdtgp":
-            mapped = msdtgp_checkpoint_filter_fn(stripped)
-        else:  # pragma: no cover - every registered family has a filter
-            raise WeightsError(f"no checkpoint mapping for the {family} family")
-    except ValueError as exc:
-        raise WeightsError(f"not an upstream {family.upper()} state dict: {exc}") from None
+
+def _mismatch(mapped: Mapping[str, torch.Tensor], model: torch.nn.Module) -> list[str]:
+    """What keeps ``mapped`` from loading strictly into ``model`` (empty when it fits)."""
     want = model.state_dict()
     missing = [k for k in want if k not in mapped]
     unexpected = [k for k in mapped if k not in want]
@@ -102,18 +95,62 @@ def map_state_dict(
         for k, v in want.items()
         if k in mapped and tuple(mapped[k].shape) != tuple(v.shape)
     ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {_few(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {_few(unexpected)}")
-        if shapes:
-            parts.append(f"shape mismatch {_few(shapes, 2)}")
+    parts = []
+    if missing:
+        parts.append(f"missing {_few(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {_few(unexpected)}")
+    if shapes:
+        parts.append(f"shape mismatch {_few(shapes, 2)}")
+    return parts
+
+
+def _fitting_presets(state: Mapping[str, torch.Tensor], network: str) -> list[str]:
+    """Registered networks (any family, default configuration) that ``state`` would fit."""
+    import torch
+
+    from satvsr_cli.models import build_model, get_spec, list_models
+
+    fits = []
+    for name in list_models():
+        if name == network:
+            continue
+        try:
+            with torch.device("meta"):  # shapes only: no memory, no initialisation
+                candidate = build_model(name)
+            if not _mismatch(_filter(state, get_spec(name).family, candidate), candidate):
+                fits.append(name)
+        except (ValueError, WeightsError):
+            continue
+    return fits
+
+
+def map_state_dict(
+    state: Mapping[str, torch.Tensor], network: str, model: torch.nn.Module
+) -> dict[str, torch.Tensor]:
+    """Upstream names → satvsr names for ``network``'s family, checked strictly against ``model``.
+
+    Raises:
+        WeightsError: missing or unexpected keys, or shapes that differ (one line, a few listed,
+            and the registered networks the checkpoint would fit, if any).
+    """
+    from satvsr_cli.models import get_spec
+
+    family = get_spec(network).family
+    stripped = {k.removeprefix("module."): v for k, v in state.items()}
+    try:
+        mapped = _filter(stripped, family, model)
+    except ValueError as exc:
+        raise WeightsError(f"not an upstream {family.upper()} state dict: {exc}") from None
+    parts = _mismatch(mapped, model)
+    if parts:
+        fits = _fitting_presets(stripped, network)
+        hint = f"; it fits --model {' or '.join(fits)}" if fits else ""
         raise WeightsError(
-            f"checkpoint does not fit '{network}' ({len(want)} tensors): " + "; ".join(parts)
+            f"checkpoint does not fit '{network}' ({len(model.state_dict())} tensors): "
+            + "; ".join(parts) + hint
         )
-    return {k: mapped[k] for k in want}
+    return {k: mapped[k] for k in model.state_dict()}
 
 
 def import_checkpoint(

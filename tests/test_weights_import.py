@@ -264,6 +264,7 @@ def test_cli_import_refuses_overwrite_and_exits_non_zero(tmp_path):
                                  "-o", str(tmp_path / "y.safetensors")])
     assert result.exit_code == WeightsError.exit_code
     assert len(result.output.strip().splitlines()) == 1 and "missing" in result.output
+    assert "it fits --model msdtgp_small" in result.output  # the preset it would fit
     result = runner.invoke(app, ["weights", "import", str(tmp_path / "nope.pth"), "-m", "msdtgp",
                                  "-o", str(tmp_path / "z.safetensors")])
     assert result.exit_code != 0 and "no such file" in result.output
