@@ -26,7 +26,7 @@ class ModelRow:
 
 def describe_models(lr_size: tuple[int, int] = (160, 160), macs: bool = True) -> list[ModelRow]:
     """Describe every registered network; parameters and MACs come from a meta-device build."""
-    from satvsr_cli.weights import shipped_for
+    from satvsr_cli.weights import shipped_for, weights_id
 
     rows = []
     for name in list_models():
@@ -37,6 +37,6 @@ def describe_models(lr_size: tuple[int, int] = (160, 160), macs: bool = True) ->
         gmac = count_gmac(model, *lr_size) if macs else None
         rows.append(
             ModelRow(name, spec.family, params, spec.frames, spec.scale, gmac,
-                     tuple(p.name for p in shipped_for(name)), spec.description)
+                     tuple(weights_id(p) for p in shipped_for(name)), spec.description)
         )
     return rows

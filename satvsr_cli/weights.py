@@ -7,8 +7,11 @@ produced it and the metrics measured. :func:`load_weights` checks the sha256, re
 from the manifest and loads the tensors strictly; any mismatch is a one-line
 :class:`~satvsr_cli.errors.WeightsError`.
 
-Shipped weights live in the repository's ``weights/`` folder (or ``$SATVSR_WEIGHTS_DIR``); the file
-``weights/DEFAULT`` names the entry that ``satvsr upscale`` uses when no model is given.
+Shipped weights are package data in ``satvsr_cli/weights_data/`` (so a wheel install has them), or
+the folder ``$SATVSR_WEIGHTS_DIR`` names instead. Each has a stable id, its file name without
+``.safetensors``: ``lgtd_small.v1``. An id can be given without its version (``lgtd_small`` → the
+highest ``.vN`` shipped) wherever a weights file is accepted. The file ``DEFAULT`` names the entry
+that ``satvsr upscale`` uses when no model is given.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -143,8 +147,12 @@ def save_weights(
 
 
 def read_manifest(path: str | Path) -> Manifest:
-    """Read the manifest of a weights entry (``path`` may name the .safetensors or the .json)."""
-    p = Path(path)
+    """Read the manifest of a weights entry.
+
+    ``path`` may name the .safetensors or the .json, or be the id of a shipped entry
+    (``lgtd_small.v1``, or ``lgtd_small`` for its newest version) when no such file exists.
+    """
+    p = find_weights(path)
     if p.suffix not in (".safetensors", ".json"):
         raise WeightsError(f"{p}: weights must be a .safetensors file with a .json manifest beside it")
     mpath = p.with_suffix(".json")
@@ -238,11 +246,21 @@ def load_weights(
 
 
 def weights_dir() -> Path:
-    """The folder of shipped weights: ``$SATVSR_WEIGHTS_DIR`` or the repository's ``weights/``."""
+    """The folder of shipped weights: ``$SATVSR_WEIGHTS_DIR`` or the package's ``weights_data/``."""
     env = os.environ.get("SATVSR_WEIGHTS_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "weights"
+    return Path(__file__).resolve().parent / "weights_data"
+
+
+_SUFFIX = ".safetensors"
+_VERSION = re.compile(r"^(?P<base>.+)\.v(?P<n>\d+)$")
+
+
+def weights_id(path: str | Path) -> str:
+    """The id of a weights entry: its file name without ``.safetensors`` (``lgtd_small.v1``)."""
+    name = Path(path).name
+    return name.removesuffix(_SUFFIX)
 
 
 def shipped_weights() -> list[Path]:
@@ -250,19 +268,53 @@ def shipped_weights() -> list[Path]:
     d = weights_dir()
     if not d.is_dir():
         return []
-    return sorted(p for p in d.glob("*.safetensors") if p.with_suffix(".json").is_file())
+    return sorted(p for p in d.glob("*" + _SUFFIX) if p.with_suffix(".json").is_file())
+
+
+def shipped_ids() -> list[str]:
+    """The ids of the shipped entries, sorted."""
+    return [weights_id(p) for p in shipped_weights()]
+
+
+def lookup_shipped(ref: str) -> Path | None:
+    """The shipped entry with id ``ref``; without a ``.vN`` suffix, its highest version."""
+    ref = ref.removesuffix(_SUFFIX)
+    found: list[tuple[int, Path]] = []
+    for p in shipped_weights():
+        wid = weights_id(p)
+        if wid == ref:
+            return p
+        m = _VERSION.match(wid)
+        if m and m["base"] == ref:
+            found.append((int(m["n"]), p))
+    return max(found)[1] if found else None
+
+
+def find_weights(ref: str | Path) -> Path:
+    """``ref`` as a path when it exists (or looks like one), else the shipped entry of that id.
+
+    Raises:
+        WeightsError: ``ref`` is neither an existing file nor a shipped id.
+    """
+    p = Path(ref)
+    if p.exists() or p.suffix in (_SUFFIX, ".json", ".pth", ".pt") or len(p.parts) > 1:
+        return p
+    hit = lookup_shipped(str(ref))
+    if hit is None:
+        ids = ", ".join(shipped_ids()) or "none"
+        raise WeightsError(f"{ref}: no such weights file or shipped id (shipped: {ids})")
+    return hit
 
 
 def default_weights() -> Path | None:
-    """The entry named in ``weights/DEFAULT``, else ``None``."""
+    """The entry named in ``DEFAULT`` of the shipped folder, else ``None``."""
     marker = weights_dir() / "DEFAULT"
     if not marker.is_file():
         return None
     name = marker.read_text().strip()
     if not name:
         return None
-    p = (weights_dir() / name).with_suffix(".safetensors")
-    return p if p.is_file() else None
+    return lookup_shipped(name)
 
 
 def shipped_for(network: str) -> list[Path]:

@@ -99,3 +99,43 @@ def test_resolve_model_order(entry, tmp_path, monkeypatch):
     with pytest.raises(ModelError):
         resolve_model("no_such_net", None)
     assert read_manifest(path).path == path
+
+
+def test_shipped_ids_resolve_with_and_without_version(entry, tmp_path, monkeypatch):
+    from satvsr_cli.weights import find_weights, lookup_shipped, shipped_ids, weights_id
+
+    _, path, _ = entry
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for v in (1, 2, 10):
+        for suffix in (".safetensors", ".json"):
+            (shipped / f"net.v{v}{suffix}").write_bytes(path.with_suffix(suffix).read_bytes())
+    raw = json.loads((shipped / "net.v2.json").read_text())
+    raw["weights_file"] = "net.v2.safetensors"
+    (shipped / "net.v2.json").write_text(json.dumps(raw))
+    (shipped / "DEFAULT").write_text("net.v2\n")
+    monkeypatch.setenv("SATVSR_WEIGHTS_DIR", str(shipped))
+    monkeypatch.chdir(tmp_path)
+    assert shipped_ids() == ["net.v1", "net.v10", "net.v2"]
+    assert lookup_shipped("net") == shipped / "net.v10.safetensors"  # numeric, not string order
+    assert find_weights("net.v1") == shipped / "net.v1.safetensors"
+    assert default_weights() == shipped / "net.v2.safetensors"
+    assert weights_id(default_weights()) == "net.v2"
+    _, m = load_weights("net.v2")
+    assert m.path == shipped / "net.v2.safetensors" and m.network == NAME
+    # a file of that name in the working directory wins over the id
+    assert find_weights(str(path)) == path
+    with pytest.raises(WeightsError, match=r"no such weights file or shipped id \(shipped: net"):
+        load_weights("other")
+
+
+def test_package_ships_its_weights(monkeypatch):
+    monkeypatch.delenv("SATVSR_WEIGHTS_DIR", raising=False)
+    from satvsr_cli.weights import default_weights as dflt
+    from satvsr_cli.weights import shipped_ids, weights_dir
+
+    assert weights_dir().parent.name == "satvsr_cli"
+    assert {"lgtd_small.v1", "msdtgp_small.v1"} <= set(shipped_ids())
+    assert dflt() is not None and dflt().name == "lgtd_small.v1.safetensors"
+    for wid in ("lgtd_small", "msdtgp_small.v1"):
+        assert read_manifest(wid).sha256 == sha256_file(read_manifest(wid).path)

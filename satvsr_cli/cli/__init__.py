@@ -7,6 +7,7 @@ from satvsr_cli.cli import models as _models  # noqa: F401
 from satvsr_cli.cli import probe as _probe  # noqa: F401
 from satvsr_cli.cli import train as _train  # noqa: F401
 from satvsr_cli.cli import upscale as _upscale  # noqa: F401
+from satvsr_cli.cli import weights as _weights  # noqa: F401
 from satvsr_cli.cli._app import app
 
 __all__ = ["app", "main"]

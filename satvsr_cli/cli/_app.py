@@ -5,23 +5,67 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
+import typer.core
 
+from satvsr_cli import __version__
 from satvsr_cli.errors import SatvsrError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
+#: ``-h`` works as ``--help`` on every command (click passes this to the sub-commands' contexts).
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
 app = typer.Typer(
     name="satvsr",
     help="Satellite video super-resolution (x4) with MSDTGP and LGTD.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, pwsh)
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    context_settings=CONTEXT_SETTINGS,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"satvsr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_version, is_eager=True,
+                     help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Satellite video super-resolution (x4) with MSDTGP and LGTD."""
+
+
+def _hide_flag_types() -> None:
+    """Show no ``<bool>`` type beside on/off flags in the Rich help (Typer prints one for every
+    option); options that take a value keep their type."""
+    option = getattr(typer.core, "TyperOption", None)
+    original = getattr(option, "display_type_rich", None)
+    if option is None or original is None or getattr(original, "_satvsr", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        if getattr(self, "is_flag", False) or getattr(self, "count", False):
+            return None
+        result: str | None = original(self, ctx)
+        return result
+
+    display_type_rich._satvsr = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich
+
+
+_hide_flag_types()
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

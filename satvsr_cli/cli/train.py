@@ -91,6 +91,12 @@ def train_cmd(
     export: Annotated[
         str | None, typer.Option(help="Weights exported at the end: final | best.")
     ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option("--init", help="Fine-tune from these weights: a shipped id (lgtd_small.v1), "
+                                    "a .safetensors file or one made by `satvsr weights import`. "
+                                    "Its network gives --model when that is not given."),
+    ] = None,
     export_only: Annotated[
         bool, typer.Option("--export-only", help="Only export the run in --out, then exit.")
     ] = False,
@@ -105,6 +111,10 @@ def train_cmd(
     from satvsr_cli.errors import InputError
 
     err = Console(stderr=True)
+    if init is not None and model is None and not (resume or resume_from):
+        from satvsr_cli.weights import read_manifest
+
+        model = read_manifest(init).network
     run_dir = out if out is not None else (Path("runs") / model if model else None)
     if export_only:
         if run_dir is None:
@@ -131,7 +141,7 @@ def train_cmd(
         ("synth.bands", synth_bands), ("synth.stretch", synth_stretch),
         ("train.deterministic", deterministic), ("train.log_every", log_every),
         ("train.ckpt_every", ckpt_every), ("train.keep_last", keep_last),
-        ("train.export", export),
+        ("train.export", export), ("train.init", init),
     ]
     for key, value in flags:
         if value is not None:

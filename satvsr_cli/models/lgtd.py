@@ -25,7 +25,7 @@ from satvsr_cli.models.blocks import (
     pad_to_multiple,
 )
 
-__all__ = ["LGTD", "TDMLong", "TDMShort", "checkpoint_filter_fn"]
+__all__ = ["LGTD", "TDMLong", "TDMShort", "checkpoint_filter_fn", "ocab_upstream_shift"]
 
 
 def _up2(x: Tensor, local: bool) -> Tensor:
@@ -312,16 +312,119 @@ def _lcm(a: int, b: int) -> int:
     return a * b // math.gcd(a, b)
 
 
-def checkpoint_filter_fn(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Map an upstream-style LGTD state dict to satvsr names.
+#: Persistent buffers of upstream HAT (the relative position indices of the window attention and
+#: of OCAB): recomputed by satvsr, so they are checked and dropped.
+_UPSTREAM_INDEX_BUFFERS = ("relative_position_index_SA", "relative_position_index_OCA")
+_OCAB_TABLE = ".overlap_attn.relative_position_bias_table"
+_SA_TABLE = ".attn.relative_position_bias_table"
 
-    Strips a DataParallel ``module.`` prefix, drops the dead L-TDM ``tdm_l.fus.*`` conv and, when
-    the state dict is the ResNet variant (it has ``embedding.weight``), the unused ``hat.*`` keys.
+
+def ocab_upstream_shift(window_size: int, overlap_window_size: int) -> int:
+    """Rows by which upstream HAT's OCAB bias table is rolled against satvsr's.
+
+    Both index the table, per axis, by ``a + c`` with ``a = k − q`` (a key pixel's position in its
+    ``ows`` window minus the query pixel's position in its ``ws`` window) and combine the axes as
+    ``iy·S + ix`` with ``S = ws + ows − 1``. satvsr uses ``c = ws − 1``, so every index lies in
+    ``[0, S²)``; upstream uses ``c = ws − ows + 1``, so its indices start at
+    ``−(ows − 2)(S + 1)`` and the negative ones wrap to the end of the table. satvsr row ``r`` is
+    therefore upstream row ``(r − shift) mod S²`` with ``shift = (ows − 2)(S + 1) =
+    (ows − 2)(ws + ows)``, i.e. ``ours = roll(upstream, shift, 0)``: 880 of 1,521 rows for the
+    default 16/24 windows.
     """
+    return (overlap_window_size - 2) * (window_size + overlap_window_size)
+
+
+def _side(rows: int, what: str) -> int:
+    side = math.isqrt(rows)
+    if side * side != rows:
+        raise ValueError(f"{what} has {rows} rows, not a square number")
+    return side
+
+
+def _ocab_permutation(index: Tensor, ws: int, ows: int) -> Tensor:
+    """Upstream row of every satvsr row, read from an upstream OCAB index buffer ``(ws², ows²)``."""
+    from satvsr_cli.models.hat import overlap_position_index
+
+    ours = overlap_position_index(ws, ows)
+    rows = (ws + ows - 1) ** 2
+    if tuple(index.shape) != tuple(ours.shape):
+        raise ValueError(
+            f"relative_position_index_OCA has shape {tuple(index.shape)}, "
+            f"expected {tuple(ours.shape)} for windows {ws}/{ows}"
+        )
+    theirs = index.long() % rows
+    perm = torch.full((rows,), -1, dtype=torch.long)
+    perm[ours.reshape(-1)] = theirs.reshape(-1)
+    # one upstream row per satvsr row: every (query, key) pair with the same offset agrees
+    if (perm[ours] != theirs).any() or torch.unique(perm).numel() != rows:
+        raise ValueError("relative_position_index_OCA is not a relative-position index")
+    return perm
+
+
+def checkpoint_filter_fn(
+    state_dict: Mapping[str, Tensor], model: nn.Module | None = None
+) -> dict[str, Tensor]:
+    """Map an upstream-style LGTD state dict to satvsr names and layouts.
+
+    - strips a DataParallel ``module.`` prefix;
+    - drops the dead L-TDM ``tdm_l.fus.*`` conv and, for the ResNet variant (it has
+      ``embedding.weight``), the unused ``hat.*`` keys;
+    - drops upstream HAT's persistent ``relative_position_index_SA`` / ``_OCA`` buffers after
+      checking them: the SA index must be the standard window index, and the OCA index tells how
+      the OCAB bias tables are laid out;
+    - reorders every OCAB ``relative_position_bias_table`` to satvsr's indexing: the permutation
+      read from the OCA index when the state dict has one, else ``roll`` by
+      :func:`ocab_upstream_shift` (the upstream layout). A table already in satvsr's layout (an
+      OCA index equal to satvsr's) is kept as it is.
+
+    Window sizes come from ``model`` (its ``hat``) when given, else from the OCA index or the
+    table shapes.
+
+    Raises:
+        ValueError: an index buffer or table that fits no window size.
+    """
+    from satvsr_cli.models.hat import relative_position_index
+
     stripped = {k.removeprefix("module."): v for k, v in state_dict.items()}
     resnet = "embedding.weight" in stripped
-    return {
-        k: v
-        for k, v in stripped.items()
-        if not k.startswith("tdm_l.fus.") and not (resnet and k.startswith("hat."))
-    }
+    out: dict[str, Tensor] = {}
+    buffers: dict[str, Tensor] = {}
+    for key, value in stripped.items():
+        if key.startswith("tdm_l.fus.") or (resnet and key.startswith("hat.")):
+            continue
+        if key.rsplit(".", 1)[-1] in _UPSTREAM_INDEX_BUFFERS:
+            buffers[key.rsplit(".", 1)[-1]] = value
+            continue
+        out[key] = value
+    sa_tables = [k for k in out if k.endswith(_SA_TABLE)]
+    oca_tables = [k for k in out if k.endswith(_OCAB_TABLE)]
+    if not oca_tables and not sa_tables:
+        return out
+    hat = getattr(model, "hat", None)
+    oca = buffers.get("relative_position_index_OCA")
+    if hat is not None:
+        ws = int(hat.window_size)
+        ows = int(hat.layers[0].residual_group.overlap_attn.overlap_win_size)
+    elif oca is not None and oca.dim() == 2:
+        ws = _side(oca.shape[0], "relative_position_index_OCA")
+        ows = _side(oca.shape[1], "relative_position_index_OCA")
+    else:
+        if not sa_tables or not oca_tables:
+            raise ValueError("HAT keys without both window and OCAB position bias tables")
+        ws = (_side(out[sa_tables[0]].shape[0], sa_tables[0]) + 1) // 2
+        ows = _side(out[oca_tables[0]].shape[0], oca_tables[0]) + 1 - ws
+    sa = buffers.get("relative_position_index_SA")
+    if sa is not None and not torch.equal(sa.long(), relative_position_index(ws)):
+        raise ValueError(f"relative_position_index_SA does not match window size {ws}")
+    if oca is not None:
+        perm = _ocab_permutation(oca, ws, ows)
+    else:
+        rows = (ws + ows - 1) ** 2
+        perm = (torch.arange(rows) - ocab_upstream_shift(ws, ows)) % rows
+    for key in oca_tables:
+        if out[key].shape[0] != perm.numel():
+            raise ValueError(
+                f"{key} has {out[key].shape[0]} rows, expected {perm.numel()} for windows {ws}/{ows}"
+            )
+        out[key] = out[key][perm].contiguous()
+    return out

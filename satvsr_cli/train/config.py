@@ -131,6 +131,7 @@ class TrainConfig:
     ckpt_every: int = 500
     keep_last: int = 3
     export: ExportWhich = "final"  # which weights the run exports: the last or the best-validated
+    init: str | None = None  # start from these weights (a shipped id or a .safetensors file)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ Run folder layout::
       config.json              resolved configuration (also inside every checkpoint)
       command.txt              the command lines that started and resumed the run
       log.jsonl, log.csv       training rows every log_every iterations, validation rows
+      log.png                  loss and validation PSNR over iterations (with matplotlib)
       tb/                      TensorBoard events (only when tensorboard is installed)
       checkpoints/iter_NNNNNNNN.pt   the last keep_last saves
       checkpoints/best.pt      the save with the best mean validation PSNR
@@ -317,6 +318,7 @@ class Trainer:
         self.resume_path = checkpoint_path
         self.cfg = absolutize(cfg)
         validate(self.cfg)
+        self._plot_note = False  # the "no matplotlib" line is logged once
 
     # -- plumbing
     def add_callback(self, event: str, fn: Callback) -> None:
@@ -384,7 +386,13 @@ class Trainer:
         total = int(t.iters or 1)
 
         torch.manual_seed(t.seed)
-        net = build_model(cfg.model.name, **cfg.model.kwargs).to(device)
+        net = build_model(cfg.model.name, **cfg.model.kwargs)
+        init_info = self.ckpt.get("init") if self.ckpt is not None else None
+        if t.init and self.ckpt is None:
+            init_info = load_init(net, t.init, cfg.model.name, cfg.model.kwargs)
+            self.log(f"starting from {t.init} ({init_info['path']}, sha256 "
+                     f"{init_info['sha256'][:12]}…)")
+        net = net.to(device)
         net.train()
         opt = torch.optim.Adam(net.parameters(), lr=t.lr, betas=t.betas, eps=t.eps,
                                weight_decay=t.weight_decay)
@@ -466,6 +474,7 @@ class Trainer:
                 "wall_time_s": wall_before + time.perf_counter() - t0_wall,
                 "world_size": dist.world_size, "data": data.describe(),
                 "satvsr_version": __version__, "torch_version": str(torch.__version__),
+                "init": init_info,
             }
 
         try:
@@ -544,6 +553,7 @@ class Trainer:
         ips = train_its / train_time if train_time > 0 else None
         result = TrainResult(self.run_dir, it, wall, metrics=last_val, best=best, it_per_s=ips)
         if dist.main:
+            self._plot(cfg)
             result.export = export_run(self.run_dir, which=t.export, log=self.log)
         self._barrier()
         self._emit("on_end", {"iter": it, "iters": total, "export": result.export,
@@ -584,7 +594,25 @@ class Trainer:
         self.log("validation @" + str(it) + ": " + ", ".join(
             f"{k} {v['psnr']:.3f} dB / {v['ssim']:.4f}" for k, v in out.items()))
         self._emit("on_validation", row)
+        self._plot(cfg)
         return out
+
+    def _plot(self, cfg: RunConfig) -> None:
+        """Redraw ``log.png`` (loss and validation PSNR) beside ``log.csv``; rank 0 only."""
+        from satvsr_cli.train.plot import have_matplotlib, plot_log
+
+        if not self.dist.main:
+            return
+        if not have_matplotlib():
+            if not self._plot_note:
+                self.log("note: matplotlib is not installed, so no log.png "
+                         "(pip install 'satvsr[plot]')")
+                self._plot_note = True
+            return
+        try:
+            plot_log(self.run_dir / "log.csv", self.run_dir / "log.png", title=cfg.model.name)
+        except (OSError, ValueError, RuntimeError) as exc:  # a picture never stops training
+            self.log(f"warning: could not draw log.png ({exc})")
 
     def _save(self, snapshot: Callable[[int], dict[str, Any]], it: int) -> Path:
         path = self.run_dir / CKPT_DIR / f"iter_{it:08d}.pt"
@@ -680,6 +708,35 @@ class Trainer:
         except ImportError:  # tensorboard is optional
             return None
         return SummaryWriter(str(self.run_dir / "tb"))
+
+
+def load_init(net: nn.Module, ref: str, network: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Load the weights ``ref`` (shipped id or file) into ``net`` for fine-tuning.
+
+    Returns:
+        What to record: the reference as given, the resolved path, network and sha256.
+
+    Raises:
+        WeightsError: other network, other configuration, or weights that do not load.
+    """
+    from satvsr_cli.weights import load_weights, read_manifest
+
+    manifest = read_manifest(ref)
+    if manifest.network != network:
+        raise WeightsError(f"--init {ref} holds '{manifest.network}' weights; this run trains "
+                           f"'{network}' (pass --model {manifest.network})")
+    ours = json.loads(json.dumps(kwargs))
+    theirs = json.loads(json.dumps(manifest.config))
+    diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    if diff:
+        shown = ", ".join(f"{k} {theirs.get(k)!r} vs {ours.get(k)!r}" for k in diff[:3])
+        raise WeightsError(f"--init {ref}: its '{network}' configuration differs from this "
+                           f"run's ({shown}{', …' if len(diff) > 3 else ''}); set "
+                           "model.kwargs to match")
+    source, _ = load_weights(manifest.path, network=network)
+    net.load_state_dict(source.state_dict(), strict=True)
+    return {"ref": str(ref), "path": str(manifest.path.resolve()), "network": network,
+            "sha256": manifest.sha256}
 
 
 def find_resume_checkpoint(run_dir: Path, resume: str | Path | bool) -> Path:
@@ -791,6 +848,8 @@ def export_run(run_dir: str | Path, *, which: str = "final", log: Log | None = N
              "hardware": hardware(), "torch": str(torch.__version__),
              "world_size": ck.get("world_size", 1), "exported": which,
              "best": ck.get("best"), "checkpoint": path.name}
+    if ck.get("init"):
+        extra["init"] = ck["init"]  # the weights the run was fine-tuned from
     save_weights(net, out, network=ck["network"], config=dict(ck["model_kwargs"]), data=data,
                  recipe=recipe, metrics=metrics, extra=extra)
     if log is not None:
@@ -813,6 +872,7 @@ __all__ = [
     "hardware",
     "list_checkpoints",
     "load_checkpoint",
+    "load_init",
     "loss_fn",
     "lr_at",
     "prepare",
