@@ -84,6 +84,12 @@ def test_init_must_match_network_and_configuration(tmp_path, data, init_weights)
         train, **{"train.init": str(path), "model.kwargs": other}))
     with pytest.raises(WeightsError, match=r"configuration differs .*nf 8 vs 12"):
         trainer.fit()
+    # an option without tensors may change: fine-tuning adapts to it, and the change is recorded
+    flipped = dict(TINY, local_upsample=not TINY.get("local_upsample", True))
+    res = prepare(tmp_path / "d", model=NET, log=_quiet, overrides=_overrides(
+        train, **{"train.init": str(path), "model.kwargs": flipped})).fit()
+    changes = load_weights(res.export)[1].extra["init"]["config_changes"]
+    assert list(changes) == ["local_upsample"]
     trainer = prepare(tmp_path / "b", model="msdtgp_small", log=_quiet, overrides=_overrides(
         train, **{"train.init": str(path), "model.kwargs": TINY_OVERRIDES["msdtgp_small"]}))
     with pytest.raises(WeightsError, match="holds 'lgtd_small' weights"):

@@ -728,14 +728,17 @@ def load_init(net: nn.Module, ref: str, network: str, kwargs: dict[str, Any]) ->
     ours = json.loads(json.dumps(kwargs))
     theirs = json.loads(json.dumps(manifest.config))
     diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
-    if diff:
+    source, _ = load_weights(manifest.path, network=network)
+    try:
+        # options without tensors (e.g. local_upsample) may differ: fine-tuning adapts to them
+        net.load_state_dict(source.state_dict(), strict=True)
+    except RuntimeError:
         shown = ", ".join(f"{k} {theirs.get(k)!r} vs {ours.get(k)!r}" for k in diff[:3])
         raise WeightsError(f"--init {ref}: its '{network}' configuration differs from this "
-                           f"run's ({shown}{', …' if len(diff) > 3 else ''}); set "
-                           "model.kwargs to match")
-    source, _ = load_weights(manifest.path, network=network)
-    net.load_state_dict(source.state_dict(), strict=True)
+                           f"run's ({shown}{', …' if len(diff) > 3 else ''}) and its tensors do "
+                           "not fit; set model.kwargs to match") from None
     return {"ref": str(ref), "path": str(manifest.path.resolve()), "network": network,
+            "config_changes": {k: [theirs.get(k), ours.get(k)] for k in diff},
             "sha256": manifest.sha256}
 
 
