@@ -40,17 +40,18 @@ import numpy as np
 import numpy.typing as npt
 
 from satvsr_cli import __version__
-from satvsr_cli.engine.windows import TEMPORAL_PADDINGS, TemporalPadding, frame_indices
+from satvsr_cli.engine.windows import frame_indices
 from satvsr_cli.errors import InputError, ModelError, SatvsrError, WeightsError
 from satvsr_cli.jilin import Clip, find_clips
 from satvsr_cli.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, psnr, ssim
+from satvsr_cli.options import Precision, TemporalPadding, choice
 from satvsr_cli.resize import imresize
 
 if TYPE_CHECKING:
     import torch
 
 FORMAT = "satvsr-benchmark/1"
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+PRECISIONS: tuple[str, ...] = tuple(p.value for p in Precision if p != Precision.auto)
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 SCALE = 4
 N_FRAMES = 5
@@ -363,25 +364,27 @@ def _current_rss_kb() -> int:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without CUDA is an error."""
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without CUDA is an error.
+
+    The engine's resolver (:func:`satvsr_cli.engine.device.resolve_device`, MPS left out of
+    ``auto``); a device asked as ``auto`` or ``cuda`` keeps the plain name ``cuda`` in reports.
+    """
     import torch
 
-    if device not in DEVICES and not device.startswith("cuda:"):
-        raise SatvsrError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SatvsrError("--device cuda was requested but CUDA is not available")
-    return torch.device(device)
+    from satvsr_cli.engine.device import resolve_device as engine_resolve
+
+    dev = engine_resolve(device, mps=False)
+    if dev.type == "cuda" and device.strip().lower() in ("auto", "cuda"):
+        return torch.device("cuda")
+    return dev
 
 
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
     """``torch.autocast`` for bf16/fp16, nothing for fp32."""
     import torch
 
-    if precision not in PRECISIONS:
-        raise SatvsrError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
+    precision = choice(Precision, precision)
+    if precision in (Precision.fp32, Precision.auto):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
@@ -559,8 +562,7 @@ def evaluate_model(
     """
     import torch
 
-    if temporal_padding not in TEMPORAL_PADDINGS:
-        raise SatvsrError(f"unknown temporal padding {temporal_padding!r}; use {TEMPORAL_PADDINGS}")
+    temporal_padding = choice(TemporalPadding, temporal_padding)
     dev = torch.device(device)
     autocast = _autocast(dev, precision)  # validates precision
     params = sum(p.numel() for p in model.parameters())
@@ -812,12 +814,8 @@ def evaluate(
         raise InputError(f"--max-frames must be >= 1, got {max_frames}")
     if crop_border < 0:
         raise InputError(f"--crop-border must be >= 0, got {crop_border}")
-    if temporal_padding not in TEMPORAL_PADDINGS:
-        raise InputError(
-            f"unknown temporal padding {temporal_padding!r}; use {', '.join(TEMPORAL_PADDINGS)}"
-        )
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+    temporal_padding = choice(TemporalPadding, temporal_padding)
+    precision = choice(Precision, precision)
     root = Path(data)
     if not root.exists():
         raise InputError(f"{root}: no such data folder")
@@ -825,6 +823,10 @@ def evaluate(
         raise InputError(f"{root}: not a folder")
     clips = find_clips(root)
     dev = resolve_device(device)
+    if precision == Precision.auto:
+        from satvsr_cli.engine.device import resolve_precision
+
+        precision = resolve_precision(precision, dev)
 
     requests: list[ModelRequest] = [ModelRequest(name=n) for n in models]
     requests += [ModelRequest(weights=p) for p in weights]

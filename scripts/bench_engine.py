@@ -114,7 +114,7 @@ def child_upscale(argv: list[str]) -> None:
     torch.manual_seed(0)
     net = build_model(model_name).eval()
     t0 = time.perf_counter()
-    cfg = UpscaleConfig(input=inp, output=out, overwrite=True, preset="ultrafast", **opts)
+    cfg = UpscaleConfig.from_flags(input=inp, output=out, overwrite=True, preset="ultrafast", **opts)
     s = upscale(cfg, model=net, model_name=model_name)
     wall = time.perf_counter() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

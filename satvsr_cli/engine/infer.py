@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,24 +44,10 @@ from satvsr_cli.engine.tiling import (
     pad_indices,
     plan_tiles,
 )
-from satvsr_cli.errors import SatvsrError
-from satvsr_cli.io.base import Frame
+from satvsr_cli.errors import OutOfMemory
+from satvsr_cli.io.base import Frame, RowWriter
 
-
-class RowWriter(Protocol):
-    """Takes the finished rows of one x4 frame in order (see :meth:`WindowUpscaler.can_stream`)."""
-
-    def write_rows(self, y0: int, rows: np.ndarray, valid: np.ndarray | None) -> None:
-        """Rows ``y0 .. y0 + n`` as ``(C, n, sW)`` in the output dtype; ``valid`` ``(n, sW)``."""
-
-    def reset(self) -> None:
-        """Forget every row written so far (the frame is computed again)."""
-
-
-class OutOfMemory(SatvsrError):
-    """Even the smallest tile does not fit in memory."""
-
-    exit_code = 6
+__all__ = ["EngineStats", "OutOfMemory", "RowWriter", "StripStitcher", "WindowUpscaler", "is_oom"]
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -27,8 +27,9 @@ from satvsr_cli.io.base import (
     remove_path,
 )
 from satvsr_cli.jilin import IMAGE_SUFFIXES, natural_key
+from satvsr_cli.options import FrameFormat, choice
 
-FRAME_FORMATS = ("png", "tif")
+FRAME_FORMATS: tuple[str, ...] = tuple(FrameFormat)
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
@@ -165,19 +166,20 @@ class FramesSource(FrameSource):
             yield Frame(i, data, None)
 
 
-def frame_format_for(dtype: str, requested: str | None, source_suffix: str | None) -> str:
+def frame_format_for(
+    dtype: str, requested: str | None, source_suffix: str | None
+) -> FrameFormat:
     """``png`` or ``tif`` for an output frame folder (floats and >16-bit need TIFF)."""
     dt = np.dtype(dtype)
     png_ok = dt in (np.dtype("uint8"), np.dtype("uint16"))
     if requested is not None:
-        if requested not in FRAME_FORMATS:
-            raise OutputError(f"unknown frame format {requested!r}; use png or tif")
-        if requested == "png" and not png_ok:
+        fmt = choice(FrameFormat, requested, error=OutputError)
+        if fmt == FrameFormat.png and not png_ok:
             raise OutputError(f"PNG cannot hold {dtype} pixels; use --frame-format tif")
-        return requested
+        return fmt
     if source_suffix in (".tif", ".tiff") or not png_ok:
-        return "tif"
-    return "png"
+        return FrameFormat.tif
+    return FrameFormat.png
 
 
 def write_image(path: Path, data: np.ndarray, fmt: str) -> None:

@@ -372,6 +372,21 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_video_output(path: Path, bands: int, dtype: str) -> None:
+    """A video holds 1 or 3 bands of 8- or 16-bit pixels: OutputError otherwise (the one place
+    this is checked; the planner calls it before any work, :class:`VideoSink` again)."""
+    if bands not in (1, 3):
+        raise OutputError(
+            f"{path}: a video needs 1 or 3 bands per frame, the input has {bands}; "
+            "write a folder or a .tif instead"
+        )
+    if dtype not in ("uint8", "uint16"):
+        raise OutputError(
+            f"{path}: a video needs 8- or 16-bit frames, the input is {dtype}; "
+            "write a folder or a .tif instead"
+        )
+
+
 class VideoSink(FrameSink):
     """Segmented, resumable video writer (see the module docstring)."""
 
@@ -403,10 +418,7 @@ class VideoSink(FrameSink):
             raise OutputError(
                 f"{path}: unsupported video container; use one of {', '.join(VIDEO_OUTPUT_SUFFIXES)}"
             )
-        if channels not in (1, 3):
-            raise OutputError(f"{path}: a video needs 1 or 3 bands per frame, got {channels}")
-        if dtype not in ("uint8", "uint16"):
-            raise OutputError(f"{path}: a video needs 8- or 16-bit frames, got {dtype}")
+        check_video_output(path, channels, dtype)
         self.width, self.height, self.channels, self.dtype = width, height, channels, dtype
         self.fps = fps
         self.first = first_index
