@@ -9,7 +9,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 
-from satvsr_cli.errors import SatvsrError
+from satvsr_cli.errors import SatvsrError, exit_code_for
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -45,7 +45,7 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
             raise fail("interrupted", 130) from None
         except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
             raise fail(f"{exc.strerror or exc}: {exc.filename}", 2) from None
-        except MemoryError:
-            raise fail("out of memory; try a smaller --tile", 1) from None
+        except MemoryError as exc:
+            raise fail("out of memory; try a smaller --tile", exit_code_for(exc)) from None
 
     return wrapper
