@@ -10,19 +10,12 @@ from pathlib import Path
 from typing import Any
 
 #: Empirical peak bytes per LR pixel of one tile for one 5-frame window at batch 1, fp32, no
-#: autograd: the growth of peak RSS between two tile sizes (64² and 128² LR for the small
-#: presets, 32² and 64² for the paper configurations), divided by the pixel difference, plus
-#: 20 % margin. Measured on CPU with ``scripts/bench_engine.py --calibrate`` (raw slopes:
-#: msdtgp 95.6 kB, lgtd 90.4 kB, lgtd_hat6 90.7 kB, lgtd_lite 52.3 kB, msdtgp_small 12.4 kB,
-#: lgtd_small 13.9 kB). Half precision on CUDA is taken as half. Unknown networks use the largest.
-BYTES_PER_LR_PIXEL: dict[str, int] = {
-    "msdtgp": 115_000,
-    "lgtd": 110_000,
-    "lgtd_hat6": 110_000,
-    "lgtd_lite": 63_000,
-    "msdtgp_small": 15_000,
-    "lgtd_small": 17_000,
-}
+#: autograd, kept on each network's registry spec (``ModelSpec.bytes_per_lr_pixel``): the growth
+#: of peak RSS between two tile sizes (64² and 128² LR for the small presets, 32² and 64² for the
+#: paper configurations), divided by the pixel difference, plus 20 % margin. Measured on CPU with
+#: ``scripts/bench_engine.py --calibrate`` (raw slopes: msdtgp 95.6 kB, lgtd 90.4 kB, lgtd_hat6
+#: 90.7 kB, lgtd_lite 52.3 kB, msdtgp_small 12.4 kB, lgtd_small 13.9 kB). Half precision on CUDA
+#: is taken as half. A network without a figure uses its family's, else the largest.
 DEFAULT_BYTES_PER_LR_PIXEL = 120_000
 
 #: Largest automatic tile side (LR pixels). On CPU, bigger tiles are slower per pixel (measured
@@ -113,18 +106,33 @@ def device_available(device: Any) -> int:
 
 
 def bytes_per_lr_pixel(model: Any, name: str | None = None, half: bool = False) -> int:
-    """The tile-memory estimate (see :data:`BYTES_PER_LR_PIXEL`) for network ``name``/``model``.
-
-    Looked up by registry name, then by family (``msdtgp``/``lgtd`` from the class name), then
-    the largest known value.
-    """
+    """The tile-memory estimate for network ``name``/``model``: the model's own
+    ``bytes_per_lr_pixel`` attribute, else its registry spec's, else its family's (from the class
+    name), else :data:`DEFAULT_BYTES_PER_LR_PIXEL`."""
     value = getattr(model, "bytes_per_lr_pixel", None)
     if not isinstance(value, int):
-        value = BYTES_PER_LR_PIXEL.get(name or "")
+        value = _spec_value(name) or _spec_value(type(model).__name__.lower())
         if value is None:
-            family = type(model).__name__.lower()
-            value = BYTES_PER_LR_PIXEL.get(family, DEFAULT_BYTES_PER_LR_PIXEL)
+            value = DEFAULT_BYTES_PER_LR_PIXEL
     return value // 2 if half else value
+
+
+def _spec_value(name: str | None) -> int | None:
+    """The registry's figure for ``name`` (or its family), ``None`` when unknown."""
+    from satvsr_cli.errors import ModelError
+    from satvsr_cli.models.registry import get_spec
+
+    if not name:
+        return None
+    try:
+        spec = get_spec(name)
+    except ModelError:
+        return None
+    if spec.bytes_per_lr_pixel is not None:
+        return spec.bytes_per_lr_pixel
+    if spec.family != name:
+        return _spec_value(spec.family)
+    return None
 
 
 def auto_tile(

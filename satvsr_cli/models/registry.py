@@ -67,17 +67,27 @@ class ModelSpec:
     scale: int = 4
     paper: bool = False
     default_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Measured peak bytes per LR pixel of one tile for one window at batch 1, fp32 (see
+    #: :mod:`satvsr_cli.engine.memory` for how it was measured); ``None``: the family's.
+    bytes_per_lr_pixel: int | None = None
+
+    @property
+    def tiny_overrides(self) -> dict[str, Any]:
+        """Constructor overrides for a test-sized network (see :data:`TINY_OVERRIDES`)."""
+        return dict(TINY_OVERRIDES.get(self.name, TINY_OVERRIDES.get(self.family, {})))
 
 
 def _model_class(family: str) -> type[nn.Module]:
-    """The network class of a family (imported lazily)."""
+    """The network class of a family (imported lazily); ModelError for an unknown family."""
     if family == "msdtgp":
         from satvsr_cli.models.msdtgp import MSDTGP
 
         return MSDTGP
-    from satvsr_cli.models.lgtd import LGTD
+    if family == "lgtd":
+        from satvsr_cli.models.lgtd import LGTD
 
-    return LGTD
+        return LGTD
+    raise ModelError(f"unknown network family {family!r}; known: msdtgp, lgtd")
 
 
 _SPECS: dict[str, ModelSpec] = {}
@@ -96,6 +106,7 @@ _register(
         family="msdtgp",
         description="MSDTGP (TGRS 2022), paper configuration, 14.17 M params",
         size_multiple=1,
+        bytes_per_lr_pixel=115_000,
         paper=True,
         default_kwargs={},
     )
@@ -106,6 +117,7 @@ _register(
         family="lgtd",
         description="LGTD (TCSVT 2024) with a 5-RHAG HAT head, paper-like, 20.98 M params",
         size_multiple=16,
+        bytes_per_lr_pixel=110_000,
         paper=True,
         default_kwargs={"head": "hat", "n_head_blocks": 5},
     )
@@ -116,6 +128,7 @@ _register(
         family="lgtd",
         description="LGTD with the upstream default 6-RHAG HAT head, 24.33 M params",
         size_multiple=16,
+        bytes_per_lr_pixel=110_000,
         paper=True,
         default_kwargs={"head": "hat", "n_head_blocks": 6},
     )
@@ -126,6 +139,7 @@ _register(
         family="lgtd",
         description="LGTD trunk with the ResNet head (upstream LGTD_arc), 6.88 M params",
         size_multiple=4,
+        bytes_per_lr_pixel=63_000,
         paper=True,
         default_kwargs={"head": "resnet", "n_head_blocks": 5},
     )
@@ -136,6 +150,7 @@ _register(
         family="msdtgp",
         description="MSDTGP topology with reduced widths/depths for CPU training and inference",
         size_multiple=1,
+        bytes_per_lr_pixel=15_000,
         paper=False,
         default_kwargs={
             "base_filter": 32,
@@ -158,6 +173,7 @@ _register(
         family="lgtd",
         description="LGTD-lite topology (ResNet head) with reduced widths/depths for CPU use",
         size_multiple=4,
+        bytes_per_lr_pixel=17_000,
         paper=False,
         default_kwargs={
             "head": "resnet",
