@@ -27,20 +27,19 @@ from satvsr_cli import __version__
 from satvsr_cli.engine.config import UpscaleConfig
 from satvsr_cli.engine.convert import BandPlan, default_value_range, plan_bands
 from satvsr_cli.engine.device import resolve_device, resolve_precision
-from satvsr_cli.engine.manifest import differences, manifest_path, read_manifest
-from satvsr_cli.engine.memory import (
-    MAX_AUTO_TILE,
-    MAX_AUTO_TILE_CPU,
-    auto_tile,
-    bytes_per_lr_pixel,
-    device_available,
+from satvsr_cli.engine.manifest import (
+    ResumeDecision,
+    check_existing_output,
+    job_params,
+    resume_decision,
 )
+from satvsr_cli.engine.memory import Resources, choose_resources
 from satvsr_cli.engine.tiling import TilePlan, plan_tiles
 from satvsr_cli.errors import InputError, OutputError, SatvsrError
 from satvsr_cli.io import default_output, open_source, output_kind
-from satvsr_cli.io.base import FrameSource, SourceInfo, partial_path, remove_path
+from satvsr_cli.io.base import FrameSource, SourceInfo
 from satvsr_cli.io.video import check_video_output
-from satvsr_cli.options import ExistingOutput, OutputKind, Precision
+from satvsr_cli.options import OutputKind, Precision
 
 if TYPE_CHECKING:
     import torch
@@ -50,7 +49,6 @@ if TYPE_CHECKING:
 HALF_WINDOW = 2
 WINDOW = 5
 SCALE = 4
-DEFAULT_OVERLAP = 32
 DEFAULT_FPS = Fraction(25)
 
 Warn = Callable[[str], None]
@@ -133,101 +131,8 @@ def check_output_location(out: Path, info: SourceInfo) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# resources
-# ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Resources:
-    """Tile, batch and memory figures chosen for a job (see :func:`choose_resources`)."""
-
-    tile: tuple[int, int] | None
-    overlap: int
-    batch: int
-    cache_budget: int
-    budget: int
-    bytes_per_pixel: int
-
-
-def choose_resources(
-    config: UpscaleConfig,
-    info: SourceInfo,
-    *,
-    net: Any,
-    name: str | None,
-    size_multiple: int,
-    device: torch.device,
-    precision: str,
-) -> Resources:
-    """Tile size, batch and feature-cache budget from the options and the memory available.
-
-    The overlap defaults to 32 LR pixels, at most a quarter of the tile. The budget is
-    ``--max-memory`` or half of what is available (RAM on CPU, free GPU memory on
-    CUDA). An automatic tile is the largest square whose estimated peak (bytes per LR pixel of
-    the network, measured) fits 60 % of it, at most 256 px on CPU (bigger CPU tiles are slower
-    per pixel) and 512 px on CUDA. The automatic batch is 1 on CPU (measured with the
-    small presets at 32² to 256² LR tiles, single-threaded: batches of 2 to 8 windows are
-    equally fast or up to 40 % slower per window) and up to 8 tiles (or frames) on CUDA, within
-    the same budget. The feature cache may use 30 % of the budget on
-    CUDA and 12.5 % (at most 512 MiB) on CPU, where ``extract`` is a few per cent of the work.
-    """
-    comp = config.compute
-    per_px = bytes_per_lr_pixel(net, name, half=precision != Precision.fp32)
-    budget = comp.max_memory or int(0.5 * device_available(device))
-    tile: tuple[int, int] | None
-    if comp.tile == 0:
-        tile = None
-    elif comp.tile is None:
-        cap = MAX_AUTO_TILE if device.type == "cuda" else MAX_AUTO_TILE_CPU
-        side = auto_tile(int(0.6 * budget), per_px, 1, size_multiple, (info.height, info.width),
-                         cap)
-        tile = (side, side)
-    else:
-        tile = (comp.tile, comp.tile) if isinstance(comp.tile, int) else comp.tile
-    overlap = comp.tile_overlap
-    if overlap is None:
-        overlap = DEFAULT_OVERLAP if tile is None else min(DEFAULT_OVERLAP, min(tile) // 4)
-    plan0 = plan_tiles(info.height, info.width, tile=tile, overlap=overlap,
-                       size_multiple=size_multiple)
-    tile_px = plan0.tile_height * plan0.tile_width
-    if comp.batch is not None:
-        batch = comp.batch
-    elif device.type == "cuda":
-        fit = int((0.6 * budget) // (per_px * tile_px))
-        batch = max(1, min(8, fit))
-    else:
-        batch = 1  # measured: on CPU a batch is never faster per window than batch 1
-    cache_budget = 0
-    if comp.feature_cache:
-        cache_budget = (
-            int(0.3 * budget) if device.type == "cuda" else int(min(0.125 * budget, 512 << 20))
-        )
-    return Resources(tile, overlap, batch, cache_budget, budget, per_px)
-
-
-# ------------------------------------------------------------------------------------------
 # the plan
 # ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ResumeDecision:
-    """What happens to an existing output or an unfinished run of it.
-
-    ``sink_state`` and ``resolved`` are the earlier run's writer state and tile/batch/overlap
-    when it is resumed; both ``None`` for a fresh start.
-    """
-
-    policy: ExistingOutput
-    manifest_path: Path
-    partial_path: Path
-    sink_state: dict[str, Any] | None = None
-    resolved: dict[str, Any] | None = None
-
-    @property
-    def resuming(self) -> bool:
-        """True when an earlier run is continued."""
-        return self.sink_state is not None
 
 
 @dataclass(frozen=True)
@@ -325,26 +230,6 @@ def _frame_range(
             warn(f"--end {end} is past the end of the input; stopping at frame {n_in}")
         end = n_in if end is None else min(end, n_in)
     return start, end
-
-
-def _existing_output(config: UpscaleConfig, out: Path) -> tuple[Path, Path, dict[str, Any] | None]:
-    """Apply the refuse/overwrite rules; returns the manifest path, the partial path and the
-    earlier run's manifest (kept only when it may be resumed)."""
-    policy = config.run.existing
-    mpath, ppath = manifest_path(out), partial_path(out)
-    if out.exists() and policy != ExistingOutput.overwrite:
-        raise OutputError(f"{out} already exists; add --overwrite to replace it")
-    old_manifest = read_manifest(mpath) if mpath.exists() else None
-    if policy != ExistingOutput.resume and (ppath.exists() or old_manifest is not None):
-        if policy != ExistingOutput.overwrite:
-            raise OutputError(
-                f"{out}: an unfinished run exists ({ppath.name}); add --resume to continue it "
-                "or --overwrite to start again"
-            )
-        remove_path(ppath)
-        mpath.unlink(missing_ok=True)
-        old_manifest = None
-    return mpath, ppath, old_manifest
 
 
 def _describe_model(config: UpscaleConfig) -> tuple[LoadedModel | None, list[str]]:
@@ -501,7 +386,7 @@ def plan_job(
     old_manifest: dict[str, Any] | None = None
     if build:
         check_output_location(out, info)
-        mpath, ppath, old_manifest = _existing_output(config, out)
+        mpath, ppath, old_manifest = check_existing_output(config, out)
 
     device = resolve_device(config.compute.device)
     precision = resolve_precision(config.compute.precision, device)
@@ -522,9 +407,9 @@ def plan_job(
         if model is None and loaded.sha256 is None:
             _warn(f"{loaded.label}: untrained network; the output is not a meaningful "
                   "super-resolution")
-        params = _params(config, info, kind, start, end, device, precision, vrange,
+        params = job_params(config, info, kind, start, end, device, precision, vrange,
                          loaded.label, weights_id)
-        resume = _resume(config, out, mpath, ppath, old_manifest, params, _warn)
+        resume = resume_decision(config, out, mpath, ppath, old_manifest, params, _warn)
 
     name = loaded.name if loaded is not None and loaded.name else model_name
     res = choose_resources(
@@ -548,63 +433,3 @@ def plan_job(
         resume=resume, params=params, weights_id=weights_id, bands_note=bands_note,
         value_range_note=vr_note, warnings=tuple(warnings), notes=tuple(notes),
     )
-
-
-def _params(
-    config: UpscaleConfig,
-    info: SourceInfo,
-    kind: OutputKind,
-    start: int,
-    end: int | None,
-    device: torch.device,
-    precision: Precision,
-    vrange: tuple[float, float] | None,
-    label: str,
-    weights_id: str,
-) -> dict[str, Any]:
-    """Every setting that affects the output, as kept in the job manifest (resume checks)."""
-    inp, comp, video, raster = (config.input, config.compute, config.output.video,
-                                config.output.raster)
-    assert vrange is not None
-    return {
-        "input": info.identity, "input_kind": info.kind, "output_kind": str(kind),
-        "start": start, "end": end, "temporal_padding": str(comp.temporal_padding),
-        "tile": comp.tile, "tile_overlap": comp.tile_overlap, "blend": str(comp.blend),
-        "batch": comp.batch, "device": device.type, "precision": str(precision),
-        "value_range": list(vrange), "bands": inp.bands,
-        "bands_per_frame": inp.bands_per_frame, "fps": str(video.fps),
-        "codec": video.codec, "crf": video.crf, "preset": video.preset,
-        "pix_fmt": video.pix_fmt, "encoder_opts": list(video.encoder_opts),
-        "audio": video.audio, "segment_frames": video.segment_frames,
-        "frame_format": None if raster.frame_format is None else str(raster.frame_format),
-        "compress": str(raster.compress), "cog": raster.cog,
-        "overviews": raster.overviews, "autorotate": inp.autorotate,
-        "model": label, "weights_sha256": weights_id,
-    }
-
-
-def _resume(
-    config: UpscaleConfig,
-    out: Path,
-    mpath: Path,
-    ppath: Path,
-    old_manifest: dict[str, Any] | None,
-    params: dict[str, Any],
-    warn: Warn,
-) -> ResumeDecision:
-    policy = config.run.existing
-    if policy != ExistingOutput.resume:
-        return ResumeDecision(policy, mpath, ppath)
-    if old_manifest is None:
-        if ppath.exists():
-            remove_path(ppath)
-        warn(f"--resume: no unfinished run of {out} found; starting from the beginning")
-        return ResumeDecision(policy, mpath, ppath)
-    diff = differences(old_manifest.get("params", {}), params)
-    if diff:
-        raise OutputError(
-            f"--resume: the unfinished run of {out} used different settings "
-            f"({', '.join(diff[:6])}); repeat its options or use --overwrite"
-        )
-    return ResumeDecision(policy, mpath, ppath, sink_state=dict(old_manifest.get("sink", {})),
-                          resolved=dict(old_manifest.get("resolved", {})))

@@ -27,16 +27,13 @@ import torch
 from satvsr_cli.engine.config import ProgressEvent, UpscaleConfig, UpscaleSummary
 from satvsr_cli.engine.infer import WindowUpscaler
 from satvsr_cli.engine.job import Job, ProgressCallback, sigterm_as_interrupt
-from satvsr_cli.engine.memory import peak_rss
+from satvsr_cli.engine.memory import DEFAULT_OVERLAP, Resources, choose_resources, peak_rss
 from satvsr_cli.engine.plan import (
-    DEFAULT_OVERLAP,
     HALF_WINDOW,
     SCALE,
     WINDOW,
     JobPlan,
-    Resources,
     check_config,
-    choose_resources,
     plan_job,
     state_sha256,
     value_range_for,
