@@ -195,28 +195,15 @@ def _num(v: float | None) -> float | str | None:
 
 
 def read_frame(path: Path) -> npt.NDArray[Any]:
-    """Read an image as ``(H, W, 3)`` uint8/uint16 (grey is repeated, an alpha channel dropped).
+    """Read an image as ``(H, W, 3)`` uint8/uint16 (grey is repeated, an alpha channel dropped)
+    with the project's one frame reader, :func:`satvsr_cli.io.frames.read_rgb`.
 
     Raises:
         InputError: unreadable file, unsupported dtype or channel count.
     """
-    import imageio.v3 as iio
+    from satvsr_cli.io.frames import read_rgb
 
-    try:
-        img = np.asarray(iio.imread(path))
-    except Exception as exc:  # noqa: BLE001  (imageio raises many types for a bad file)
-        raise InputError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
-    if img.dtype not in (np.uint8, np.uint16):
-        raise InputError(f"{path}: unsupported pixel type {img.dtype} (uint8 or uint16 expected)")
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    elif img.ndim == 3 and img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    elif img.ndim == 3 and img.shape[2] == 4:
-        img = img[..., :3]
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise InputError(f"{path}: expected an RGB image, got shape {img.shape}")
-    return img
+    return read_rgb(path)
 
 
 def data_range_of(dtype: np.dtype[Any]) -> float:

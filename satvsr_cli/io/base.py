@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -19,8 +20,16 @@ from satvsr_cli.options import InputType
 if TYPE_CHECKING:
     from satvsr_cli.io.geotiff import GeoMeta
 
+#: Suffixes of still-image frames (PNG, TIFF, JPEG, BMP).
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+
 SourceKind = Literal["video", "frames", "geotiff"]
 INPUT_TYPES: tuple[str, ...] = tuple(InputType)
+
+
+def natural_key(name: str) -> list[object]:
+    """Sort key that orders ``frame2`` before ``frame10``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,16 @@ import numpy as np
 
 from satvsr_cli.errors import InputError, OutputError
 from satvsr_cli.io.base import (
+    IMAGE_SUFFIXES,
     FolderSink,
     Frame,
     FrameSource,
     SourceInfo,
     file_identity,
+    natural_key,
     partial_path,
     remove_path,
 )
-from satvsr_cli.jilin import IMAGE_SUFFIXES, natural_key
 from satvsr_cli.options import FrameFormat, choice
 
 FRAME_FORMATS: tuple[str, ...] = tuple(FrameFormat)
@@ -116,6 +117,32 @@ def read_image(path: Path) -> np.ndarray:
     except RasterioIOError as exc:
         raise InputError(f"{path}: unreadable image ({str(exc).splitlines()[0]})") from None
     return np.ascontiguousarray(data.transpose(1, 2, 0))
+
+
+def read_rgb(path: Path, dtypes: tuple[str, ...] = ("uint8", "uint16")) -> np.ndarray:
+    """One frame as ``(H, W, 3)`` in its native dtype, read like :func:`read_image`: grey (and
+    grey + alpha) replicated to RGB, an alpha channel dropped.
+
+    The one frame reader of the project: upscaling (:class:`FramesSource`), scoring
+    (:mod:`satvsr_cli.benchmark`) and training (:mod:`satvsr_cli.train.data`) decode images the
+    same way.
+
+    Raises:
+        InputError: unreadable file, a dtype outside ``dtypes``, or an unusable band count.
+    """
+    img = read_image(path)
+    if str(img.dtype) not in dtypes:
+        raise InputError(
+            f"{path}: unsupported pixel type {img.dtype} ({' or '.join(dtypes)} expected)"
+        )
+    bands = img.shape[2]
+    if bands in (1, 2):
+        img = np.repeat(img[..., :1], 3, axis=2)
+    elif bands == 4:
+        img = img[..., :3]
+    elif bands != 3:
+        raise InputError(f"{path}: expected an RGB image, got {bands} bands")
+    return np.ascontiguousarray(img)
 
 
 def probe_frames(spec: str | Path) -> SourceInfo:

@@ -19,9 +19,9 @@ from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
 
 from satvsr_cli.errors import InputError
+from satvsr_cli.io.base import natural_key
 from satvsr_cli.io.geotiff.meta import GEOTIFF_SUFFIXES, GeoMeta, meta_from, quiet, same_grid
 from satvsr_cli.io.geotiff.nodata import fill_invalid
-from satvsr_cli.jilin import natural_key
 
 
 def check_blocks(src: rasterio.DatasetReader, path: Path, limit: int = 1024) -> None:
