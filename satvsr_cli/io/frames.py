@@ -124,7 +124,7 @@ def read_rgb(path: Path, dtypes: tuple[str, ...] = ("uint8", "uint16")) -> np.nd
     grey + alpha) replicated to RGB, an alpha channel dropped.
 
     The one frame reader of the project: upscaling (:class:`FramesSource`), scoring
-    (:mod:`satvsr_cli.benchmark`) and training (:mod:`satvsr_cli.train.data`) decode images the
+    (:mod:`satvsr_cli.eval`) and training (:mod:`satvsr_cli.train.data`) decode images the
     same way.
 
     Raises:
