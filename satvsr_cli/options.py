@@ -63,7 +63,7 @@ class Blend(StrEnum):
 
 class Precision(StrEnum):
     """Compute precision; ``auto`` is resolved per device by
-    :func:`satvsr_cli.engine.device.resolve_precision`."""
+    :func:`satvsr_cli.device.resolve_precision`."""
 
     auto = "auto"
     fp32 = "fp32"

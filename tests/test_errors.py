@@ -7,7 +7,7 @@ import torch
 import typer
 
 from satvsr_cli.cli._app import guarded
-from satvsr_cli.engine.device import resolve_precision
+from satvsr_cli.device import resolve_precision
 from satvsr_cli.errors import EXIT_CODES, DeviceError, OptionError, OutOfMemory, exit_code_for
 
 

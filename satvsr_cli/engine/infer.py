@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from satvsr_cli.device import autocast_dtype
 from satvsr_cli.engine.convert import BandPlan, from_unit, to_unit
-from satvsr_cli.engine.device import autocast_dtype
 from satvsr_cli.engine.memory import MIN_TILE
 from satvsr_cli.engine.tiling import (
     BlendWeights,

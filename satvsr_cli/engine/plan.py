@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from satvsr_cli import __version__
+from satvsr_cli.device import resolve_device, resolve_precision
 from satvsr_cli.engine.config import UpscaleConfig
 from satvsr_cli.engine.convert import BandPlan, default_value_range, plan_bands
-from satvsr_cli.engine.device import resolve_device, resolve_precision
 from satvsr_cli.engine.manifest import (
     ResumeDecision,
     check_existing_output,

@@ -100,7 +100,7 @@ def evaluate(
     clips = find_clips(root)
     dev = resolve_device(device)
     if precision == Precision.auto:
-        from satvsr_cli.engine.device import resolve_precision
+        from satvsr_cli.device import resolve_precision
 
         precision = resolve_precision(precision, dev)
 

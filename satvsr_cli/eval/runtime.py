@@ -1,4 +1,5 @@
-"""Devices, precision and peak memory of an evaluation row (the engine's resolvers and RSS readers)."""
+"""Devices, precision and peak memory of an evaluation row (the project's device resolver, the
+engine's RSS readers)."""
 
 from __future__ import annotations
 
@@ -67,12 +68,12 @@ def _current_rss_kb() -> int:
 def resolve_device(device: str) -> torch.device:
     """``auto`` → CUDA when available, else CPU; ``cuda`` without CUDA is an error.
 
-    The engine's resolver (:func:`satvsr_cli.engine.device.resolve_device`, MPS left out of
+    The project's resolver (:func:`satvsr_cli.device.resolve_device`, MPS left out of
     ``auto``); a device asked as ``auto`` or ``cuda`` keeps the plain name ``cuda`` in reports.
     """
     import torch
 
-    from satvsr_cli.engine.device import resolve_device as engine_resolve
+    from satvsr_cli.device import resolve_device as engine_resolve
 
     dev = engine_resolve(device, mps=False)
     if dev.type == "cuda" and device.strip().lower() in ("auto", "cuda"):

@@ -1,4 +1,7 @@
-"""Device and precision choice: ``auto`` resolves once, with a clear error for unusable requests."""
+"""Device and precision choice: ``auto`` resolves once, with a clear error for unusable requests.
+
+The one resolver of the project: upscale and probe, train and the evaluation all use it.
+"""
 
 from __future__ import annotations
 
