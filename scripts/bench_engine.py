@@ -13,8 +13,8 @@ initialised weights of a small preset (memory and speed do not depend on the wei
 3. ``speed``: frames per second of the engine (end to end: decode, network, encode) against one
    full ``model(clip)`` per window at batch 1 on the same weights, in the same process, on a
    synthetic ``--speed-size`` video; the ratio is engine / naive.
-4. ``--calibrate``: peak-RSS growth per LR pixel of every registered network (the table in
-   :mod:`satvsr_cli.engine.memory`).
+4. ``--calibrate``: peak-RSS growth per LR pixel of every registered network (the figures kept
+   as ``bytes_per_lr_pixel`` on each spec in :mod:`satvsr_cli.models.registry`).
 
 Usage: ``python scripts/bench_engine.py [--only length,geotiff,speed] [--model lgtd_small]``
 """

@@ -254,6 +254,9 @@ def _describe_model(config: UpscaleConfig) -> tuple[LoadedModel | None, list[str
         get_spec(m.name)
         shipped = shipped_for(m.name)
         manifest = read_manifest(shipped[0]) if shipped else None
+        if manifest is None and not m.allow_random:
+            notes.append(f"no shipped weights for '{m.name}'; upscale needs --weights PATH (or "
+                         "--allow-random for an untrained network)")
     else:
         default = default_weights()
         if default is None:
