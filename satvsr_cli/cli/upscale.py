@@ -300,33 +300,29 @@ def render_summary(summary: UpscaleSummary, mode: str, quiet: bool) -> None:
     Console().print(table)
 
 
+#: Text options and their parsers (everything else is passed on as Typer gives it).
+_PARSERS: dict[str, Any] = {
+    "tile": parse_tile,
+    "batch": lambda t: None if t in (None, "auto") else _int(t, "--batch"),
+    "max_memory": parse_size,
+    "value_range": lambda t: parse_pair(t, "--value-range"),
+    "bands": parse_bands,
+    "fps": parse_fps,
+    "output": lambda p: None if p is None else str(p),
+    "weights": lambda p: None if p is None else str(p),
+    "encoder_opt": lambda opts: tuple(opts or ()),
+}
+
+
 def build_config(**kw: Any) -> UpscaleConfig:
-    """The :class:`UpscaleConfig` of the CLI options (parsing the text ones; the choices arrive
-    as the enums of :mod:`satvsr_cli.options` and are used as they are)."""
+    """The :class:`UpscaleConfig` of the CLI options: the text ones parsed, the choices (already
+    the enums of :mod:`satvsr_cli.options`) used as they are; flags not given keep their
+    defaults."""
     from satvsr_cli.engine.config import UpscaleConfig
 
-    flags = {k: v for k, v in kw.items() if v is not None}
-    for key in ("output", "weights"):
-        if key in flags:
-            flags[key] = str(flags[key])
-    if "tile" in kw:
-        flags["tile"] = parse_tile(kw["tile"])
-    if "batch" in kw:
-        flags["batch"] = None if kw["batch"] in (None, "auto") else _int(kw["batch"], "--batch")
-    if "max_memory" in kw:
-        flags["max_memory"] = parse_size(kw["max_memory"])
-    if "value_range" in kw:
-        flags["value_range"] = parse_pair(kw["value_range"], "--value-range")
-    if "bands" in kw:
-        flags["bands"] = parse_bands(kw["bands"])
-    if "fps" in kw:
-        flags["fps"] = parse_fps(kw["fps"])
+    flags = {k: _PARSERS[k](v) if k in _PARSERS else v for k, v in kw.items()}
     if "encoder_opt" in flags:
-        flags["encoder_opts"] = tuple(flags.pop("encoder_opt") or ())
-    for key in ("end", "tile_overlap", "bands_per_frame", "preset", "pix_fmt", "frame_format",
-                "model", "crf"):
-        if key in kw:
-            flags[key] = kw[key]
+        flags["encoder_opts"] = flags.pop("encoder_opt")
     return UpscaleConfig.from_flags(**flags)
 
 
