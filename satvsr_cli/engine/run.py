@@ -20,6 +20,7 @@ and raises :class:`~satvsr_cli.errors.Interrupted` (exit code 130). A user-facin
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -64,7 +65,7 @@ def upscale(
     model: torch.nn.Module | None = None,
     model_name: str | None = None,
     on_progress: ProgressCallback | None = None,
-    on_plan: Any = None,
+    on_plan: Callable[[JobPlan], None] | None = None,
 ) -> UpscaleSummary:
     """Run one upscale job; see the module docstring.
 
