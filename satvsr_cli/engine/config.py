@@ -1,4 +1,4 @@
-"""The typed settings and results of ``satvsr upscale`` (plain dataclasses; importing this is cheap).
+"""The typed settings and results of ``satvsr upscale`` (plain dataclasses; no torch).
 
 :class:`UpscaleConfig` has five sections: :class:`InputOptions`, :class:`ModelOptions`,
 :class:`ComputeOptions`, :class:`OutputOptions` (with the writers' :class:`VideoOptions` and

@@ -156,6 +156,8 @@ class WindowUpscaler:
         cache_budget: bytes the per-frame feature cache may hold (0 disables sharing).
         bands: the band plan; value_range/out_dtype: the value mapping of the output.
         on_warning: called with one-line warnings (OOM fallback, non-finite tiles).
+        size_multiple: tiles start at and are sized in multiples of this (``None``: the
+            network's ``size_multiple``; the job passes its plan's).
     """
 
     def __init__(
@@ -173,6 +175,7 @@ class WindowUpscaler:
         value_range: tuple[float, float],
         out_dtype: str,
         on_warning: Callable[[str], None] | None = None,
+        size_multiple: int | None = None,
     ) -> None:
         """See the class docstring."""
         self.model = model
@@ -188,7 +191,7 @@ class WindowUpscaler:
         self.out_dtype = out_dtype
         self.on_warning = on_warning or (lambda _msg: None)
         self.scale = int(getattr(model, "scale", 4))
-        self.size_multiple = int(getattr(model, "size_multiple", 1) or 1)
+        self.size_multiple = size_multiple or int(getattr(model, "size_multiple", 1) or 1)
         self.shared = callable(getattr(model, "extract", None)) and callable(
             getattr(model, "forward_window", None)
         )

@@ -109,9 +109,10 @@ def upscale(
             plan.model.network, device=plan.device, precision=plan.precision, tile=res.tile,
             overlap=res.overlap, blend=config.compute.blend, batch=res.batch,
             cache_budget=res.cache_budget, bands=plan.bands, value_range=plan.value_range,
-            out_dtype=plan.info.dtype, on_warning=warn,
+            out_dtype=plan.info.dtype, on_warning=warn, size_multiple=plan.size_multiple,
         )
-        up.set_frame_size(plan.info.height, plan.info.width)
+        tiles = up.set_frame_size(plan.info.height, plan.info.width)
+        assert tiles == plan.tiles, "the engine must tile as planned"
         sink = open_sink(plan.kind, plan.output, plan.info, SinkOptions(
             start=plan.start, end=plan.end, video=config.output.video,
             raster=config.output.raster, fps=plan.fps, tags=plan.tags(),
