@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from satvsr_cli.errors import InputError
+from satvsr_cli.io.base import IMAGE_SUFFIXES, natural_key
 
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+__all__ = ["IMAGE_SUFFIXES", "Clip", "find_clips", "list_images", "natural_key", "resolve_root"]
 _SPLIT_NAMES = ("eval", "test_set", "test", "train", "training_set")
-
-
-def natural_key(name: str) -> list[object]:
-    """Sort key that orders ``frame2`` before ``frame10``."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -1,6 +1,6 @@
 """PSNR and MATLAB-style SSIM as the MSDTGP/LGTD papers report them (RGB, full frame, by default).
 
-Conventions (``docs/models.md`` §11):
+Conventions (``docs/networks.md`` §11):
 
 - ``pred`` may be a float array with values outside the data range (a network's unclamped output
   × 255); ``gt`` is usually uint8. Everything is computed in float64.

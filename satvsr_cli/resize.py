@@ -1,6 +1,6 @@
 """MATLAB-exact bicubic ``imresize``: the Jilin-189 LR generator (×1/4) and the bicubic baseline (×4).
 
-The recipe (``docs/models.md`` §12), per axis, for input length ``n``, scale ``s`` and output
+The recipe (``docs/networks.md`` §12), per axis, for input length ``n``, scale ``s`` and output
 length ``m = ceil(n·s)``:
 
 - Keys cubic kernel with ``a = -0.5``; when ``s < 1`` it is antialiased, ``h(x) = s·cubic(s·x)``,

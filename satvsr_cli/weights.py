@@ -30,7 +30,11 @@ from satvsr_cli.errors import ModelError, WeightsError
 from satvsr_cli.fsutil import atomic_write_bytes
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import torch
+
+    from satvsr_cli.models.registry import ModelSpec
 
 FORMAT = "satvsr-weights/1"
 _HASH_CHUNK = 1 << 20
@@ -331,17 +335,48 @@ def shipped_for(network: str) -> list[Path]:
     return found
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """The network a command runs, with what is known about it.
+
+    Attributes:
+        network: the module (eval mode, on the asked device).
+        spec: its registry entry (``None`` for a network built outside the registry).
+        manifest: the weights manifest (``None`` for an untrained network).
+        label: a display name, e.g. ``"lgtd_small (lgtd_small.safetensors)"``.
+    """
+
+    network: torch.nn.Module
+    spec: ModelSpec | None
+    manifest: Manifest | None
+    label: str
+
+    @property
+    def name(self) -> str | None:
+        """The registry name (``None`` outside the registry)."""
+        return self.spec.name if self.spec is not None else None
+
+    @property
+    def sha256(self) -> str | None:
+        """The sha256 of the weights file (``None`` for an untrained network)."""
+        return self.manifest.sha256 if self.manifest is not None else None
+
+    def __iter__(self) -> Iterator[Any]:
+        """``net, label, sha256 = resolve_model(...)`` (the older tuple form) keeps working."""
+        return iter((self.network, self.label, self.sha256))
+
+
 def resolve_model(
     model: str | None,
     weights: str | Path | None,
     device: str | torch.device = "cpu",
     *,
     allow_random: bool = False,
-) -> tuple[torch.nn.Module, str, str | None]:
+) -> LoadedModel:
     """Pick the network for a command: ``--weights`` > shipped weights for ``--model`` > default.
 
     Returns:
-        ``(model in eval mode on device, display name, weights sha256 or None)``.
+        The :class:`LoadedModel` (network in eval mode on ``device``, spec, manifest, label).
 
     Raises:
         WeightsError: nothing suitable is shipped, or the weights do not load.
@@ -351,7 +386,8 @@ def resolve_model(
 
     if weights is not None:
         net, manifest = load_weights(weights, network=model, device=device)
-        return net, f"{manifest.network} ({Path(manifest.path).name})", manifest.sha256
+        return LoadedModel(net, get_spec(manifest.network), manifest,
+                           f"{manifest.network} ({Path(manifest.path).name})")
     if model is None:
         default = default_weights()
         if default is None:
@@ -359,16 +395,17 @@ def resolve_model(
                 f"no default weights shipped in {weights_dir()}; pass --model NAME or --weights PATH"
             )
         net, manifest = load_weights(default, device=device)
-        return net, f"{manifest.network} ({default.name})", manifest.sha256
-    get_spec(model)  # unknown names raise ModelError listing the valid ones
+        return LoadedModel(net, get_spec(manifest.network), manifest,
+                           f"{manifest.network} ({default.name})")
+    spec = get_spec(model)  # unknown names raise ModelError listing the valid ones
     candidates = shipped_for(model)
     if candidates:
         net, manifest = load_weights(candidates[0], device=device)
-        return net, f"{manifest.network} ({candidates[0].name})", manifest.sha256
+        return LoadedModel(net, spec, manifest, f"{manifest.network} ({candidates[0].name})")
     if not allow_random:
         raise WeightsError(
             f"no shipped weights for '{model}'; pass --weights PATH (or --allow-random to run "
             "an untrained network)"
         )
     net = build_model(model).eval().to(device)
-    return net, f"{model} (random init)", None
+    return LoadedModel(net, spec, None, f"{model} (random init)")

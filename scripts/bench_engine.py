@@ -13,8 +13,8 @@ initialised weights of a small preset (memory and speed do not depend on the wei
 3. ``speed``: frames per second of the engine (end to end: decode, network, encode) against one
    full ``model(clip)`` per window at batch 1 on the same weights, in the same process, on a
    synthetic ``--speed-size`` video; the ratio is engine / naive.
-4. ``--calibrate``: peak-RSS growth per LR pixel of every registered network (the table in
-   :mod:`satvsr_cli.engine.memory`).
+4. ``--calibrate``: peak-RSS growth per LR pixel of every registered network (the figures kept
+   as ``bytes_per_lr_pixel`` on each spec in :mod:`satvsr_cli.models.registry`).
 
 Usage: ``python scripts/bench_engine.py [--only length,geotiff,speed] [--model lgtd_small]``
 """
@@ -114,7 +114,7 @@ def child_upscale(argv: list[str]) -> None:
     torch.manual_seed(0)
     net = build_model(model_name).eval()
     t0 = time.perf_counter()
-    cfg = UpscaleConfig(input=inp, output=out, overwrite=True, preset="ultrafast", **opts)
+    cfg = UpscaleConfig.from_flags(input=inp, output=out, overwrite=True, preset="ultrafast", **opts)
     s = upscale(cfg, model=net, model_name=model_name)
     wall = time.perf_counter() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -256,7 +256,7 @@ def test_windows_follow_the_temporal_padding(padding):
 
 
 def test_centre_padding_examples_reach_the_network():
-    # t = 0 → [0, 0, 0, 1, 2] (models.md §11.1): the network sees frame 0 three times
+    # t = 0 → [0, 0, 0, 1, 2] (networks.md §11.1): the network sees frame 0 three times
     frames = torch.stack([torch.full((3, 4, 4), float(i)) for i in range(5)])
     seen = []
 

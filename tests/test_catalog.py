@@ -11,7 +11,7 @@ def test_describe_models_counts_paper_configs_on_meta_device():
     assert rows["msdtgp"].params == 14_174_083
     assert rows["lgtd"].params == 20_980_929
     assert rows["lgtd_lite"].params == 6_877_844
-    # models.md §7.9: LGTD-HAT5 743.4 GMAC and LGTD-lite 294.4 GMAC per frame at LR 160×160
+    # networks.md §7.9: LGTD-HAT5 743.4 GMAC and LGTD-lite 294.4 GMAC per frame at LR 160×160
     assert abs(rows["lgtd"].gmac - 743.4) / 743.4 < 0.02
     assert abs(rows["lgtd_lite"].gmac - 294.4) / 294.4 < 0.02
     assert rows["msdtgp_small"].gmac < 30 and rows["lgtd_small"].gmac < 30

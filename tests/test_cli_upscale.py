@@ -7,6 +7,7 @@ import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import imageio_ffmpeg
 import numpy as np
@@ -90,7 +91,7 @@ def test_cli_builds_the_config_and_calls_the_library(monkeypatch, clip, tmp_path
     ])
     assert res.exit_code == 2
     assert one_line_error(res) == "error: stop here"
-    c = seen["config"]
+    c = SimpleNamespace(**seen["config"].flags())  # the flat option names
     assert (c.model, c.tile, c.tile_overlap, c.precision, c.crf, c.preset) == (
         "lgtd", 64, 16, "fp32", 20, "slow")
     assert c.encoder_opts == ("tune=grain",) and c.audio is False

@@ -1,4 +1,4 @@
-"""Tests for the modulated deformable convolution (models.md §4)."""
+"""Tests for the modulated deformable convolution (networks.md §4)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def _bilinear_zero(img: np.ndarray, y: float, x: float) -> float:
 
 
 def reference_dcn(x, offset, mask, weight, bias):
-    """Naive per-pixel DCNv2 (3×3, stride 1, pad 1, dilation 1) written from models.md §4.1."""
+    """Naive per-pixel DCNv2 (3×3, stride 1, pad 1, dilation 1) written from networks.md §4.1."""
     xn, on, mn = x.numpy(), offset.numpy(), mask.numpy()
     wn, bn = weight.numpy(), bias.numpy()
     b, c, h, w = xn.shape

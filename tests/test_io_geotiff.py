@@ -30,6 +30,7 @@ from satvsr_cli.io.geotiff import (
     upsample_mask,
     value_range,
 )
+from satvsr_cli.io.geotiff import write as gt_write
 
 pytestmark = pytest.mark.filterwarnings(
     # rasterio's own ``bounds`` still uses ``Affine * Affine`` (deprecated by affine 3)
@@ -592,7 +593,7 @@ def test_atomic_write_leaves_no_temp_file_and_keeps_old_output(tmp_path, monkeyp
     def boom(*a, **k):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(gt, "_apply_band_meta", boom)
+    monkeypatch.setattr(gt_write, "apply_band_meta", boom)
     with pytest.raises(RuntimeError, match="disk on fire"):
         w.write("a", good + 1, None)
     assert p.read_bytes() == before and _no_temp_files(out_dir)

@@ -1,4 +1,4 @@
-"""Registry-wide and per-network tests for satvsr_cli.models (models.md §2–§8, §15)."""
+"""Registry-wide and per-network tests for satvsr_cli.models (networks.md §2–§8, §15)."""
 
 from __future__ import annotations
 

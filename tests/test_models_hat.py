@@ -1,4 +1,4 @@
-"""Tests for the HAT reconstruction head (models.md §7.6): windows, masks, biases, OCAB, drop path."""
+"""Tests for the HAT reconstruction head (networks.md §7.6): windows, masks, biases, OCAB, drop path."""
 
 from __future__ import annotations
 

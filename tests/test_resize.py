@@ -27,7 +27,7 @@ def _keys(x: float) -> float:
 
 
 def _ref_axis(x: np.ndarray, s: float, border: str) -> np.ndarray:
-    """Resize axis 0 of a float64 array, one output sample at a time (models.md §12, literally)."""
+    """Resize axis 0 of a float64 array, one output sample at a time (networks.md §12, literally)."""
     n = x.shape[0]
     m = math.ceil(n * s - 1e-9)
     width = 4 / s if s < 1 else 4.0

@@ -95,7 +95,7 @@ def leftovers(tmp_path: Path) -> list[str]:
 
 def test_video_to_video_keeps_count_fps_and_size(tmp_path):
     src = make_video(tmp_path / "in.mp4", n=7)
-    s = run(UpscaleConfig(input=str(src), output=str(tmp_path / "out.mp4"), segment_frames=3,
+    s = run(UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "out.mp4"), segment_frames=3,
                           preset="ultrafast"))
     assert s.frames_written == 7 and s.output_kind == "video"
     info = probe_video(tmp_path / "out.mp4")
@@ -106,7 +106,7 @@ def test_video_to_video_keeps_count_fps_and_size(tmp_path):
 
 def test_frames_to_frames_are_exact_and_keep_names_and_dtype(tmp_path):
     src = make_frames(tmp_path / "in", n=6)
-    s = run(UpscaleConfig(input=str(src), output=str(tmp_path / "out"), tile=8, tile_overlap=6))
+    s = run(UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "out"), tile=8, tile_overlap=6))
     assert s.frames_written == 6 and s.tiles_per_frame > 1 and s.tile == (12, 12)
     out = sorted((tmp_path / "out").iterdir())
     assert [p.name for p in out] == [f"f{i}.png" for i in range(6)]
@@ -123,8 +123,8 @@ def test_frames_to_frames_are_exact_and_keep_names_and_dtype(tmp_path):
 
 def test_frame_range_reads_context_and_matches_the_full_run(tmp_path):
     src = make_frames(tmp_path / "in", n=8, dtype="uint8")
-    run(UpscaleConfig(input=str(src), output=str(tmp_path / "full")))
-    run(UpscaleConfig(input=str(src), output=str(tmp_path / "part"), start=3, end=6))
+    run(UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "full")))
+    run(UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "part"), start=3, end=6))
     part = files(tmp_path / "part")
     assert sorted(part) == ["f3.png", "f4.png", "f5.png"]
     full = files(tmp_path / "full")
@@ -155,7 +155,7 @@ def test_streaming_reads_at_most_two_frames_ahead(tmp_path, monkeypatch):
         if ev.event == "frame":
             log.append(("wrote", ev.frame))
 
-    run(UpscaleConfig(input=str(src), output=str(tmp_path / "o"), batch=1),
+    run(UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "o"), batch=1),
         on_progress=on_progress)
     max_read = -1
     for kind, idx in log:
@@ -181,7 +181,7 @@ def interrupt_after(n):
 @pytest.mark.parametrize("batch", [1, 2])
 def test_frames_resume_is_byte_identical(tmp_path, batch):
     src = make_frames(tmp_path / "in", n=7, dtype="uint8")
-    cfg = UpscaleConfig(input=str(src), output=str(tmp_path / "out"), batch=batch)
+    cfg = UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "out"), batch=batch)
     run(cfg.replace(output=str(tmp_path / "ref")))
     with pytest.raises(Interrupted, match="--resume"):
         run(cfg, on_progress=interrupt_after(2))  # batch 2: two frames per network call
@@ -199,7 +199,7 @@ def test_frames_resume_is_byte_identical(tmp_path, batch):
 
 def test_video_resume_is_byte_identical(tmp_path):
     src = make_video(tmp_path / "in.mp4", n=8, h=16, w=16)
-    base = UpscaleConfig(input=str(src), segment_frames=3, preset="ultrafast", batch=1)
+    base = UpscaleConfig.from_flags(input=str(src), segment_frames=3, preset="ultrafast", batch=1)
     run(base.replace(output=str(tmp_path / "ref.mp4")))
     cfg = base.replace(output=str(tmp_path / "out.mp4"))
     with pytest.raises(Interrupted):
@@ -212,7 +212,7 @@ def test_video_resume_is_byte_identical(tmp_path):
 
 def test_resume_with_other_settings_is_refused(tmp_path):
     src = make_frames(tmp_path / "in", n=5, dtype="uint8")
-    cfg = UpscaleConfig(input=str(src), output=str(tmp_path / "out"), batch=1)
+    cfg = UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "out"), batch=1)
     with pytest.raises(Interrupted):
         run(cfg, on_progress=interrupt_after(2))
     with pytest.raises(OutputError, match=r"different settings.*blend"):
@@ -226,7 +226,7 @@ def test_existing_output_is_refused_without_overwrite(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    cfg = UpscaleConfig(input=str(src), output=str(out))
+    cfg = UpscaleConfig.from_flags(input=str(src), output=str(out))
     with pytest.raises(OutputError, match=r"already exists.*--overwrite"):
         run(cfg)
     assert (out / "keep.txt").read_text() == "mine"
@@ -241,7 +241,7 @@ def test_an_error_in_the_middle_leaves_nothing_behind(tmp_path):
         data[i] ^= 0x5A  # header and IEND intact: found only when the pixels are decoded
     (src / "f4.png").write_bytes(bytes(data))
     with pytest.raises(InputError, match=r"f4.png"):
-        run(UpscaleConfig(input=str(src), output=str(tmp_path / "out"), batch=1))
+        run(UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "out"), batch=1))
     assert not (tmp_path / "out").exists()
     assert leftovers(tmp_path) == []
 
@@ -256,20 +256,20 @@ def test_truncated_video_leaves_nothing_behind(tmp_path):
     data = src.read_bytes()
     src.write_bytes(data[: len(data) * 2 // 3])
     with pytest.raises(InputError, match="truncated"):
-        run(UpscaleConfig(input=str(src), output=str(tmp_path / "o.mp4"), preset="ultrafast"))
+        run(UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "o.mp4"), preset="ultrafast"))
     assert not (tmp_path / "o.mp4").exists() and leftovers(tmp_path) == []
 
 
 def test_bad_options_fail_before_any_work(tmp_path):
     src = make_frames(tmp_path / "in", n=3, dtype="uint8")
     with pytest.raises(InputError, match="past the end"):
-        run(UpscaleConfig(input=str(src), output=str(tmp_path / "o"), start=3))
+        run(UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "o"), start=3))
     with pytest.raises(InputError, match="--end"):
-        run(UpscaleConfig(input=str(src), output=str(tmp_path / "o"), start=2, end=2))
+        run(UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "o"), start=2, end=2))
     with pytest.raises(InputError, match="no such file"):
-        run(UpscaleConfig(input=str(tmp_path / "nope.mp4"), output=str(tmp_path / "o")))
+        run(UpscaleConfig.from_flags(input=str(tmp_path / "nope.mp4"), output=str(tmp_path / "o")))
     with pytest.raises(OutputError, match="stacked GeoTIFF"):
-        run(UpscaleConfig(input=str(src), output=str(tmp_path / "o.tif")))
+        run(UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "o.tif")))
     assert leftovers(tmp_path) == [] and not (tmp_path / "o").exists()
 
 
@@ -278,8 +278,8 @@ def test_float_frames_need_a_value_range(tmp_path):
     for p in src.iterdir():
         write_image(p, read_image(p).astype(np.float32) / 255 * 10000, "tif")
     with pytest.raises(InputError, match="--value-range"):
-        run(UpscaleConfig(input=str(src), output=str(tmp_path / "o")))
-    s = run(UpscaleConfig(input=str(src), output=str(tmp_path / "o"), value_range=(0.0, 10000.0)))
+        run(UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "o")))
+    s = run(UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "o"), value_range=(0.0, 10000.0)))
     out = read_image(tmp_path / "o" / "f0.tif")
     assert out.dtype == np.float32 and 0 <= out.min() and out.max() <= 10000
     assert s.frames_written == 2
@@ -311,7 +311,7 @@ def write_geotiffs(folder: Path, n=3, h=12, w=16, count=1, dtype="uint16", nodat
 
 def test_geotiff_stack_to_one_geotiff_per_frame(tmp_path):
     src = write_geotiffs(tmp_path / "in", n=3)
-    s = run(UpscaleConfig(input=str(src), output=str(tmp_path / "out"), tile=8, tile_overlap=4))
+    s = run(UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "out"), tile=8, tile_overlap=4))
     assert s.output_kind == "geotiff-frames" and s.frames_written == 3
     for i in range(3):
         with rasterio.open(src / f"t{i:02d}.tif") as a, rasterio.open(
@@ -333,7 +333,7 @@ def test_geotiff_stack_to_one_geotiff_per_frame(tmp_path):
 def test_geotiff_stacked_output_and_resume(tmp_path):
     src = write_geotiffs(tmp_path / "in", n=4, count=2, nodata=None, transform=Affine(
         5.0, 0.0, 300000.0, 0.0, -5.0, 5000000.0))
-    cfg = UpscaleConfig(input=str(src), output=str(tmp_path / "out.tif"), batch=1)
+    cfg = UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "out.tif"), batch=1)
     ref = run(cfg.replace(output=str(tmp_path / "ref.tif")))
     assert ref.output_kind == "geotiff-stack"
     with rasterio.open(tmp_path / "ref.tif") as ds:
@@ -351,7 +351,7 @@ def test_geotiff_stacked_output_and_resume(tmp_path):
 
 def test_geotiff_extra_bands_are_bicubic_and_tagged(tmp_path):
     src = write_geotiffs(tmp_path / "in", n=1, count=4, nodata=None)
-    run(UpscaleConfig(input=str(src / "t00.tif"), output=str(tmp_path / "o.tif"),
+    run(UpscaleConfig.from_flags(input=str(src / "t00.tif"), output=str(tmp_path / "o.tif"),
                       bands=(3, 2, 1)))
     with rasterio.open(src / "t00.tif") as a, rasterio.open(tmp_path / "o.tif") as b:
         np.testing.assert_array_equal(b.read(4), imresize(a.read(4), 4))
@@ -364,7 +364,7 @@ def test_geotiffs_on_different_grids_are_refused(tmp_path):
     with rasterio.open(src / "t01.tif", "r+") as ds:
         ds.transform = Affine(10.0, 0.0, 0.0, 0.0, -10.0, 0.0)
     with pytest.raises(InputError, match=r"t01.tif"):
-        run(UpscaleConfig(input=str(src), output=str(tmp_path / "o")))
+        run(UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "o")))
     assert leftovers(tmp_path) == []
 
 
@@ -401,7 +401,7 @@ def test_streamed_geotiff_rows_equal_the_full_frame_path(tmp_path, monkeypatch, 
                 m = np.full((70, 90), 255, np.uint8)
                 m[5:9, 7:20] = 0
                 ds.write_mask(m)
-    cfg = UpscaleConfig(input=str(src), tile=24, tile_overlap=8, value_range=(0.0, 4095.0))
+    cfg = UpscaleConfig.from_flags(input=str(src), tile=24, tile_overlap=8, value_range=(0.0, 4095.0))
     run(cfg.replace(output=str(tmp_path / "streamed")))
     monkeypatch.setattr(geoframes.GeoFramesSink, "open_rows", lambda self, i, inv: None)
     run(cfg.replace(output=str(tmp_path / "full")))
@@ -423,7 +423,7 @@ def test_streamed_geotiff_rows_equal_the_full_frame_path(tmp_path, monkeypatch, 
 
 def test_cog_output_through_the_row_writer(tmp_path):
     src = write_geotiffs(tmp_path / "in", n=1, h=80, w=80)
-    run(UpscaleConfig(input=str(src), output=str(tmp_path / "out"), cog=True, tile=32,
+    run(UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "out"), cog=True, tile=32,
                       tile_overlap=8))
     with rasterio.open(tmp_path / "out" / "t00.tif") as ds:
         assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"

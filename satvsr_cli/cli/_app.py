@@ -11,7 +11,7 @@ import typer
 import typer.core
 
 from satvsr_cli import __version__
-from satvsr_cli.errors import SatvsrError
+from satvsr_cli.errors import SatvsrError, exit_code_for
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -89,7 +89,7 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
             raise fail("interrupted", 130) from None
         except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
             raise fail(f"{exc.strerror or exc}: {exc.filename}", 2) from None
-        except MemoryError:
-            raise fail("out of memory; try a smaller --tile", 1) from None
+        except MemoryError as exc:
+            raise fail("out of memory; try a smaller --tile", exit_code_for(exc)) from None
 
     return wrapper

@@ -18,7 +18,7 @@ from satvsr_cli.errors import InputError, OutputError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from satvsr_cli.benchmark import BenchmarkReport, SpeedResult
+    from satvsr_cli.eval import BenchmarkReport, SpeedResult
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -372,7 +372,7 @@ def benchmark(
     if data is None:
         raise InputError("--data DIR is required (or use --speed)")
 
-    from satvsr_cli.benchmark import evaluate
+    from satvsr_cli.eval import evaluate
 
     status = err.status("benchmark: starting", spinner="dots")
     status.start()
@@ -424,7 +424,7 @@ def _run_speed(
 ) -> None:
     """Speed mode: one row per requested network."""
     lr_size = _parse_size(size)
-    from satvsr_cli.benchmark import resolve_device, speed_compare
+    from satvsr_cli.eval import resolve_device, speed_compare
     from satvsr_cli.weights import resolve_model
 
     dev = resolve_device(device)

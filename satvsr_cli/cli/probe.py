@@ -15,10 +15,9 @@ from satvsr_cli.cli.upscale import (
     IO_PANEL,
     MODEL_PANEL,
     VALUES_PANEL,
-    InputType,
-    PrecisionChoice,
     build_config,
 )
+from satvsr_cli.options import InputType, Precision
 
 
 @app.command("probe")
@@ -38,8 +37,8 @@ def probe_cmd(
     weights: Annotated[Path | None, typer.Option(
         "-w", "--weights", rich_help_panel=MODEL_PANEL, help="Weights file.")] = None,
     device: Annotated[str, typer.Option(rich_help_panel=COMPUTE_PANEL)] = "auto",
-    precision: Annotated[PrecisionChoice, typer.Option(
-        rich_help_panel=COMPUTE_PANEL)] = PrecisionChoice.auto,
+    precision: Annotated[Precision, typer.Option(
+        rich_help_panel=COMPUTE_PANEL)] = Precision.auto,
     tile: Annotated[str, typer.Option(rich_help_panel=COMPUTE_PANEL,
                                       help="auto, 0, N or HxW (LR pixels).")] = "auto",
     tile_overlap: Annotated[int | None, typer.Option(rich_help_panel=COMPUTE_PANEL, min=0)] = None,
@@ -59,8 +58,8 @@ def probe_cmd(
     from satvsr_cli.engine.probe import probe
 
     config = build_config(
-        input=input, output=output, input_type=input_type.value, model=model, weights=weights,
-        start=start, end=end, device=device, precision=precision.value, tile=tile,
+        input=input, output=output, input_type=input_type, model=model, weights=weights,
+        start=start, end=end, device=device, precision=precision, tile=tile,
         tile_overlap=tile_overlap, batch=batch, max_memory=max_memory, value_range=value_range,
         bands=bands, bands_per_frame=bands_per_frame,
     )

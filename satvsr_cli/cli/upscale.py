@@ -6,7 +6,7 @@ import json
 import re
 import sys
 import time
-from enum import Enum, StrEnum
+from enum import StrEnum
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,6 +15,14 @@ import typer
 
 from satvsr_cli.cli._app import app, guarded
 from satvsr_cli.errors import InputError
+from satvsr_cli.options import (
+    Blend,
+    Compression,
+    FrameFormat,
+    InputType,
+    Precision,
+    TemporalPadding,
+)
 
 if TYPE_CHECKING:
     from satvsr_cli.engine.config import ProgressEvent, UpscaleConfig, UpscaleSummary
@@ -28,40 +36,6 @@ RASTER_PANEL = "Frame and GeoTIFF output"
 DISPLAY_PANEL = "Display"
 
 
-class InputType(StrEnum):
-    """Input kinds."""
-
-    auto = "auto"
-    video = "video"
-    frames = "frames"
-    geotiff = "geotiff"
-
-
-class PaddingChoice(StrEnum):
-    """Temporal padding at clip ends."""
-
-    centre = "centre"
-    reflect = "reflect"
-    replicate = "replicate"
-
-
-class BlendChoice(StrEnum):
-    """Seam blending."""
-
-    cosine = "cosine"
-    linear = "linear"
-    none = "none"
-
-
-class PrecisionChoice(StrEnum):
-    """Compute precision."""
-
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
-
-
 class ProgressMode(StrEnum):
     """Progress display."""
 
@@ -69,22 +43,6 @@ class ProgressMode(StrEnum):
     rich = "rich"
     plain = "plain"
     json = "json"
-    none = "none"
-
-
-class FrameFormat(StrEnum):
-    """Image format of frame-folder output."""
-
-    png = "png"
-    tif = "tif"
-
-
-class Compression(StrEnum):
-    """GeoTIFF compression."""
-
-    deflate = "deflate"
-    zstd = "zstd"
-    lzw = "lzw"
     none = "none"
 
 
@@ -342,48 +300,30 @@ def render_summary(summary: UpscaleSummary, mode: str, quiet: bool) -> None:
     Console().print(table)
 
 
+#: Text options and their parsers (everything else is passed on as Typer gives it).
+_PARSERS: dict[str, Any] = {
+    "tile": parse_tile,
+    "batch": lambda t: None if t in (None, "auto") else _int(t, "--batch"),
+    "max_memory": parse_size,
+    "value_range": lambda t: parse_pair(t, "--value-range"),
+    "bands": parse_bands,
+    "fps": parse_fps,
+    "output": lambda p: None if p is None else str(p),
+    "weights": lambda p: None if p is None else str(p),
+    "encoder_opt": lambda opts: tuple(opts or ()),
+}
+
+
 def build_config(**kw: Any) -> UpscaleConfig:
-    """The :class:`UpscaleConfig` of the CLI options (parsing the text ones)."""
+    """The :class:`UpscaleConfig` of the CLI options: the text ones parsed, the choices (already
+    the enums of :mod:`satvsr_cli.options`) used as they are; flags not given keep their
+    defaults."""
     from satvsr_cli.engine.config import UpscaleConfig
 
-    return UpscaleConfig(
-        input=kw["input"],
-        output=str(kw["output"]) if kw.get("output") is not None else None,
-        input_type=kw.get("input_type", "auto"),
-        model=kw.get("model"),
-        weights=str(kw["weights"]) if kw.get("weights") is not None else None,
-        allow_random=kw.get("allow_random", False),
-        start=kw.get("start", 0),
-        end=kw.get("end"),
-        temporal_padding=kw.get("temporal_padding", "centre"),
-        tile=parse_tile(kw.get("tile")),
-        tile_overlap=kw.get("tile_overlap"),
-        blend=kw.get("blend", "cosine"),
-        batch=None if kw.get("batch") in (None, "auto") else _int(kw["batch"], "--batch"),
-        feature_cache=kw.get("feature_cache", True),
-        max_memory=parse_size(kw.get("max_memory")),
-        device=kw.get("device", "auto"),
-        precision=kw.get("precision", "auto"),
-        value_range=parse_pair(kw.get("value_range"), "--value-range"),
-        bands=parse_bands(kw.get("bands")),
-        bands_per_frame=kw.get("bands_per_frame"),
-        fps=parse_fps(kw.get("fps")),
-        codec=kw.get("codec", "libx264"),
-        crf=kw.get("crf", 18),
-        preset=kw.get("preset"),
-        pix_fmt=kw.get("pix_fmt"),
-        encoder_opts=tuple(kw.get("encoder_opt") or ()),
-        audio=kw.get("audio", True),
-        segment_frames=kw.get("segment_frames", 100),
-        frame_format=kw.get("frame_format"),
-        compress=kw.get("compress", "deflate"),
-        cog=kw.get("cog", False),
-        overviews=kw.get("overviews", False),
-        autorotate=kw.get("autorotate", True),
-        overwrite=kw.get("overwrite", False),
-        resume=kw.get("resume", False),
-        seed=kw.get("seed", 0),
-    )
+    flags = {k: _PARSERS[k](v) if k in _PARSERS else v for k, v in kw.items()}
+    if "encoder_opt" in flags:
+        flags["encoder_opts"] = flags.pop("encoder_opt")
+    return UpscaleConfig.from_flags(**flags)
 
 
 def _int(text: str, flag: str) -> int:
@@ -391,10 +331,6 @@ def _int(text: str, flag: str) -> int:
         return int(text)
     except ValueError:
         raise InputError(f"{flag} must be auto or a whole number, got {text!r}") from None
-
-
-def _value(v: Any) -> Any:
-    return v.value if isinstance(v, Enum) else v
 
 
 # ----------------------------------------------------------------------------------------------
@@ -442,10 +378,10 @@ def upscale_cmd(
         rich_help_panel=MODEL_PANEL, help="Seed of --allow-random initialisation.")] = 0,
     device: Annotated[str, typer.Option(
         rich_help_panel=COMPUTE_PANEL, help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    precision: Annotated[PrecisionChoice, typer.Option(
+    precision: Annotated[Precision, typer.Option(
         rich_help_panel=COMPUTE_PANEL,
         help="auto = fp32 on CPU, bf16 (else fp16) on CUDA. Tiles with NaN/Inf are redone in "
-             "fp32.")] = PrecisionChoice.auto,
+             "fp32.")] = Precision.auto,
     tile: Annotated[str, typer.Option(
         rich_help_panel=COMPUTE_PANEL,
         help="Tile size in LR pixels: auto (from available memory), 0 (whole frames), N or HxW. "
@@ -455,8 +391,8 @@ def upscale_cmd(
         help="Overlap of neighbouring tiles in LR pixels (default 32, at most a quarter of the "
              "tile); seams are exact when the network's receptive field is within a third of "
              "it.")] = None,
-    blend: Annotated[BlendChoice, typer.Option(
-        rich_help_panel=COMPUTE_PANEL, help="Seam blending in the overlaps.")] = BlendChoice.cosine,
+    blend: Annotated[Blend, typer.Option(
+        rich_help_panel=COMPUTE_PANEL, help="Seam blending in the overlaps.")] = Blend.cosine,
     batch: Annotated[str, typer.Option(
         rich_help_panel=COMPUTE_PANEL,
         help="Tiles/windows per network call: auto or N.")] = "auto",
@@ -468,10 +404,10 @@ def upscale_cmd(
         "--feature-cache/--no-feature-cache", rich_help_panel=COMPUTE_PANEL,
         help="Compute each frame's features once and share them between the 5 windows "
              "(same output).")] = True,
-    temporal_padding: Annotated[PaddingChoice, typer.Option(
+    temporal_padding: Annotated[TemporalPadding, typer.Option(
         rich_help_panel=COMPUTE_PANEL,
         help="Clip ends: centre (the papers' protocol: missing neighbours → the centre frame), "
-             "reflect or replicate.")] = PaddingChoice.centre,
+             "reflect or replicate.")] = TemporalPadding.centre,
     value_range: Annotated[str | None, typer.Option(
         rich_help_panel=VALUES_PANEL,
         help="LO,HI mapped to [0,1] for the network and back (e.g. 0,4095 for 12-bit data). "
@@ -531,18 +467,17 @@ def upscale_cmd(
     Example: [bold]satvsr upscale demo/demo_drift.mp4 -o demo_x4.mp4[/bold]
     """
     config = build_config(
-        input=input, output=output, input_type=_value(input_type), model=model, weights=weights,
+        input=input, output=output, input_type=input_type, model=model, weights=weights,
         allow_random=allow_random, seed=seed, start=start, end=end, overwrite=overwrite,
-        resume=resume, device=device, precision=_value(precision), tile=tile,
-        tile_overlap=tile_overlap, blend=_value(blend), batch=batch, max_memory=max_memory,
-        feature_cache=feature_cache, temporal_padding=_value(temporal_padding),
+        resume=resume, device=device, precision=precision, tile=tile,
+        tile_overlap=tile_overlap, blend=blend, batch=batch, max_memory=max_memory,
+        feature_cache=feature_cache, temporal_padding=temporal_padding,
         value_range=value_range, bands=bands, bands_per_frame=bands_per_frame, codec=codec,
         crf=crf, preset=preset, pix_fmt=pix_fmt, encoder_opt=encoder_opt, audio=audio, fps=fps,
-        segment_frames=segment_frames, autorotate=autorotate,
-        frame_format=_value(frame_format) if frame_format is not None else None,
-        compress=_value(compress), cog=cog, overviews=overviews,
+        segment_frames=segment_frames, autorotate=autorotate, frame_format=frame_format,
+        compress=compress, cog=cog, overviews=overviews,
     )
-    mode = _value(progress)
+    mode = progress.value
     renderer = Renderer(mode, quiet)
     from satvsr_cli.engine.run import upscale
 

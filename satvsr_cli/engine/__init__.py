@@ -1,9 +1,10 @@
 """Streaming inference engine: temporal windows, spatial tiling, precision and device handling.
 
 Public API (imported lazily, so that ``import satvsr_cli.engine.config`` stays light):
-:func:`upscale` (run a job), :func:`probe` (describe an input and the plan without running a
-network), :class:`UpscaleConfig`, :class:`UpscaleSummary`, :class:`ProgressEvent`,
-:class:`ProbeReport`, :class:`WindowUpscaler` (the core), :func:`plan_tiles`.
+:func:`plan_job` (decide everything about a job: :class:`JobPlan`), :func:`upscale` (execute
+it), :func:`probe` (report the plan without loading a network), :class:`UpscaleConfig`,
+:class:`UpscaleSummary`, :class:`ProgressEvent`, :class:`ProbeReport`, :class:`WindowUpscaler`
+(the core), :func:`plan_tiles`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 
 _EXPORTS = {
     "upscale": "satvsr_cli.engine.run",
+    "plan_job": "satvsr_cli.engine.plan",
+    "JobPlan": "satvsr_cli.engine.plan",
     "probe": "satvsr_cli.engine.probe",
     "ProbeReport": "satvsr_cli.engine.probe",
     "UpscaleConfig": "satvsr_cli.engine.config",
@@ -24,12 +27,14 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "JobPlan",
     "ProbeReport",
     "ProgressEvent",
     "UpscaleConfig",
     "UpscaleSummary",
     "WindowUpscaler",
     "frame_indices",
+    "plan_job",
     "plan_tiles",
     "probe",
     "upscale",

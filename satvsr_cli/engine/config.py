@@ -1,95 +1,254 @@
-"""The typed settings and results of ``satvsr upscale`` (plain dataclasses; importing this is cheap)."""
+"""The typed settings and results of ``satvsr upscale`` (plain dataclasses; no torch).
+
+:class:`UpscaleConfig` has five sections: :class:`InputOptions`, :class:`ModelOptions`,
+:class:`ComputeOptions`, :class:`OutputOptions` (with the writers' :class:`VideoOptions` and
+:class:`RasterOptions`) and :class:`RunOptions`. The choices are the enums of
+:mod:`satvsr_cli.options`; a plain string is converted (and checked) when a section is built.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from fractions import Fraction
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
+from satvsr_cli.errors import OptionError
+from satvsr_cli.io.options import RasterOptions, VideoOptions
+from satvsr_cli.options import (
+    Blend,
+    ExistingOutput,
+    InputType,
+    Precision,
+    TemporalPadding,
+    choice,
+)
+
 TileSpec = int | tuple[int, int] | None
-BLENDS = ("cosine", "linear", "none")
-COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
 PROGRESS_EVENTS = ("start", "frame", "warning", "done")
 
 
+def _coerce(obj: Any, **enums: type[StrEnum]) -> None:
+    """Convert the named string fields of a frozen dataclass to their enum (checked once here)."""
+    for name, cls in enums.items():
+        value = getattr(obj, name)
+        if value is not None:
+            object.__setattr__(obj, name, choice(cls, value))
+
+
 @dataclass(frozen=True)
-class UpscaleConfig:
-    """Every option of an upscale job. Field names match the CLI flags (``tile_overlap`` ↔
-    ``--tile-overlap``).
+class InputOptions:
+    """What to read.
 
     Attributes:
-        input: a video file, a folder or glob of frames or GeoTIFFs, or one GeoTIFF.
-        output: the output path; its kind follows the suffix (video suffix → video, ``.tif`` →
-            one stacked GeoTIFF, anything else → a folder). ``None``: ``<input>_x4`` beside the input.
-        input_type: ``auto`` (detected from the path), ``video``, ``frames`` or ``geotiff``.
-        model, weights, allow_random: which network (see :func:`satvsr_cli.weights.resolve_model`).
+        path: a video file, a folder or glob of frames or GeoTIFFs, or one GeoTIFF.
+        type: ``auto`` (detected from the path), ``video``, ``frames`` or ``geotiff``.
         start, end: the output frame range ``[start, end)`` (0-based); context frames outside
             it are still read.
-        temporal_padding: ``centre`` (the papers' protocol), ``reflect`` or ``replicate``.
+        value_range: ``(lo, hi)`` mapped to [0, 1]; ``None`` uses metadata or the integer range.
+        bands: 1-based bands the network sees (1 or 3 values); others are bicubic.
+        bands_per_frame: split one multi-band GeoTIFF into frames of this many bands.
+        autorotate: deliver rotated videos upright (ffmpeg's display matrix).
+    """
+
+    path: str
+    type: InputType = InputType.auto
+    start: int = 0
+    end: int | None = None
+    value_range: tuple[float, float] | None = None
+    bands: tuple[int, ...] | None = None
+    bands_per_frame: int | None = None
+    autorotate: bool = True
+
+    def __post_init__(self) -> None:
+        _coerce(self, type=InputType)
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which network (see :func:`satvsr_cli.weights.resolve_model`).
+
+    Attributes:
+        name: a registry name (uses its shipped weights); ``None``: the default weights.
+        weights: a ``.safetensors`` file with its manifest (wins over ``name``).
+        allow_random: build an untrained network when no weights exist (testing only).
+        seed: seed of that random initialisation.
+    """
+
+    name: str | None = None
+    weights: str | None = None
+    allow_random: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ComputeOptions:
+    """How to run the network.
+
+    Attributes:
+        device, precision: ``auto``/``cpu``/``cuda[:N]``/``mps`` and a :class:`Precision`.
         tile: tile size in LR pixels (int or ``(h, w)``); ``None`` chooses it from available
             memory; ``0`` processes whole frames.
         tile_overlap: overlap of neighbouring tiles in LR pixels; ``None``: 32, but at most a
             quarter of the tile.
-        blend: seam blending, ``cosine``, ``linear`` or ``none``.
+        blend: seam blending (:class:`Blend`).
         batch: tiles per network call; ``None`` chooses.
         feature_cache: share per-frame features between the windows (identical output).
         max_memory: memory budget in bytes for tiles and the feature cache; ``None``: half of
             what is available (RAM, or free GPU memory).
-        device, precision: ``auto``/``cpu``/``cuda[:N]``/``mps`` and ``auto``/``fp32``/``bf16``/``fp16``.
-        value_range: ``(lo, hi)`` mapped to [0, 1]; ``None`` uses metadata or the integer range.
-        bands: 1-based bands the network sees (1 or 3 values); others are bicubic.
-        bands_per_frame: split one multi-band GeoTIFF into frames of this many bands.
-        fps: output frame rate override for video output (``None`` keeps the source rate).
-        codec, crf, preset, pix_fmt, encoder_opts, audio, segment_frames: video output.
-        frame_format: ``png`` or ``tif`` for frame folders (``None``: from the input).
-        compress, cog, overviews: GeoTIFF output.
-        autorotate: deliver rotated videos upright (ffmpeg's display matrix).
-        overwrite, resume: what to do with an existing output or an unfinished earlier run.
-        seed: seed of the random initialisation when ``allow_random`` builds an untrained network.
+        temporal_padding: :class:`TemporalPadding` at the clip ends (``centre``: the papers').
     """
 
-    input: str
-    output: str | None = None
-    input_type: str = "auto"
-    model: str | None = None
-    weights: str | None = None
-    allow_random: bool = False
-    start: int = 0
-    end: int | None = None
-    temporal_padding: str = "centre"
+    device: str = "auto"
+    precision: Precision = Precision.auto
     tile: TileSpec = None
     tile_overlap: int | None = None
-    blend: str = "cosine"
+    blend: Blend = Blend.cosine
     batch: int | None = None
     feature_cache: bool = True
     max_memory: int | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    value_range: tuple[float, float] | None = None
-    bands: tuple[int, ...] | None = None
-    bands_per_frame: int | None = None
-    fps: Fraction | None = None
-    codec: str = "libx264"
-    crf: int | None = 18
-    preset: str | None = None
-    pix_fmt: str | None = None
-    encoder_opts: tuple[str, ...] = ()
-    audio: bool = True
-    segment_frames: int = 100
-    frame_format: str | None = None
-    compress: str = "deflate"
-    cog: bool = False
-    overviews: bool = False
-    autorotate: bool = True
-    overwrite: bool = False
-    resume: bool = False
-    seed: int = 0
+    temporal_padding: TemporalPadding = TemporalPadding.centre
+
+    def __post_init__(self) -> None:
+        _coerce(self, precision=Precision, blend=Blend, temporal_padding=TemporalPadding)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where and how to write.
+
+    Attributes:
+        path: the output path; its kind follows the suffix (video suffix → video, ``.tif`` →
+            one stacked GeoTIFF, anything else → a folder). ``None``: ``<input>_x4`` beside the
+            input.
+        video: encoder settings of a video output.
+        raster: format settings of frame-folder and GeoTIFF outputs.
+    """
+
+    path: str | None = None
+    video: VideoOptions = field(default_factory=VideoOptions)
+    raster: RasterOptions = field(default_factory=RasterOptions)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How the job treats what exists: ``existing`` refuses an existing output or unfinished
+    run (the default), overwrites it, or resumes the unfinished run."""
+
+    existing: ExistingOutput = ExistingOutput.refuse
+
+    def __post_init__(self) -> None:
+        _coerce(self, existing=ExistingOutput)
+
+
+#: The flat option names (the CLI flags: ``tile_overlap`` ↔ ``--tile-overlap``) and where each
+#: lives in :class:`UpscaleConfig`.
+FLAGS: dict[str, tuple[str, ...]] = {
+    "input": ("input", "path"),
+    "input_type": ("input", "type"),
+    "start": ("input", "start"),
+    "end": ("input", "end"),
+    "value_range": ("input", "value_range"),
+    "bands": ("input", "bands"),
+    "bands_per_frame": ("input", "bands_per_frame"),
+    "autorotate": ("input", "autorotate"),
+    "model": ("model", "name"),
+    "weights": ("model", "weights"),
+    "allow_random": ("model", "allow_random"),
+    "seed": ("model", "seed"),
+    "device": ("compute", "device"),
+    "precision": ("compute", "precision"),
+    "tile": ("compute", "tile"),
+    "tile_overlap": ("compute", "tile_overlap"),
+    "blend": ("compute", "blend"),
+    "batch": ("compute", "batch"),
+    "feature_cache": ("compute", "feature_cache"),
+    "max_memory": ("compute", "max_memory"),
+    "temporal_padding": ("compute", "temporal_padding"),
+    "output": ("output", "path"),
+    "fps": ("output", "video", "fps"),
+    "codec": ("output", "video", "codec"),
+    "crf": ("output", "video", "crf"),
+    "preset": ("output", "video", "preset"),
+    "pix_fmt": ("output", "video", "pix_fmt"),
+    "encoder_opts": ("output", "video", "encoder_opts"),
+    "audio": ("output", "video", "audio"),
+    "segment_frames": ("output", "video", "segment_frames"),
+    "frame_format": ("output", "raster", "frame_format"),
+    "compress": ("output", "raster", "compress"),
+    "cog": ("output", "raster", "cog"),
+    "overviews": ("output", "raster", "overviews"),
+    "existing": ("run", "existing"),
+}
+
+
+@dataclass(frozen=True)
+class UpscaleConfig:
+    """Every option of an upscale job, in sections (like train's ``RunConfig``).
+
+    Build one from sections, or from the flat CLI names with :meth:`from_flags`
+    (``UpscaleConfig.from_flags(input="clip.mp4", tile=256, resume=True)``).
+    """
+
+    input: InputOptions
+    model: ModelOptions = field(default_factory=ModelOptions)
+    compute: ComputeOptions = field(default_factory=ComputeOptions)
+    output: OutputOptions = field(default_factory=OutputOptions)
+    run: RunOptions = field(default_factory=RunOptions)
+
+    @classmethod
+    def from_flags(cls, **flags: Any) -> UpscaleConfig:
+        """A config from flat option names (see :data:`FLAGS`). ``overwrite=True`` and
+        ``resume=True`` are the two non-default :class:`ExistingOutput` policies."""
+        flags = dict(flags)
+        overwrite = bool(flags.pop("overwrite", False))
+        resume = bool(flags.pop("resume", False))
+        if overwrite and resume:
+            raise OptionError("--overwrite and --resume exclude each other; choose one")
+        if overwrite or resume:
+            flags["existing"] = ExistingOutput.overwrite if overwrite else ExistingOutput.resume
+        unknown = sorted(set(flags) - set(FLAGS))
+        if unknown:
+            raise TypeError(f"unknown upscale option(s): {', '.join(unknown)}")
+        if "input" not in flags:
+            raise TypeError("from_flags() needs input=")
+        groups: dict[str, dict[str, Any]] = {"input": {}, "model": {}, "compute": {},
+                                             "output": {}, "run": {}, "video": {}, "raster": {}}
+        for key, value in flags.items():
+            where = FLAGS[key]
+            groups[where[1] if len(where) == 3 else where[0]][where[-1]] = value
+        return cls(
+            input=InputOptions(**groups["input"]),
+            model=ModelOptions(**groups["model"]),
+            compute=ComputeOptions(**groups["compute"]),
+            output=OutputOptions(**groups["output"], video=VideoOptions(**groups["video"]),
+                                 raster=RasterOptions(**groups["raster"])),
+            run=RunOptions(**groups["run"]),
+        )
+
+    def flags(self) -> dict[str, Any]:
+        """The flat option names and their values (the inverse of :meth:`from_flags`)."""
+        out: dict[str, Any] = {}
+        for key, where in FLAGS.items():
+            obj: Any = self
+            for part in where:
+                obj = getattr(obj, part)
+            out[key] = obj
+        return out
 
     def replace(self, **changes: Any) -> UpscaleConfig:
-        """A copy with ``changes`` applied."""
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` (flat option names, as in :meth:`from_flags`) applied."""
+        flags = self.flags()
+        if "overwrite" in changes or "resume" in changes:
+            flags.pop("existing")
+        flags.update(changes)
+        return UpscaleConfig.from_flags(**flags)
+
+    @property
+    def existing(self) -> ExistingOutput:
+        """The existing-output policy (``run.existing``)."""
+        return self.run.existing
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
+from satvsr_cli.device import autocast_dtype
 from satvsr_cli.engine.convert import BandPlan, from_unit, to_unit
-from satvsr_cli.engine.device import autocast_dtype
 from satvsr_cli.engine.memory import MIN_TILE
 from satvsr_cli.engine.tiling import (
     BlendWeights,
@@ -44,24 +44,10 @@ from satvsr_cli.engine.tiling import (
     pad_indices,
     plan_tiles,
 )
-from satvsr_cli.errors import SatvsrError
-from satvsr_cli.io.base import Frame
+from satvsr_cli.errors import OutOfMemory
+from satvsr_cli.io.base import Frame, RowWriter
 
-
-class RowWriter(Protocol):
-    """Takes the finished rows of one x4 frame in order (see :meth:`WindowUpscaler.can_stream`)."""
-
-    def write_rows(self, y0: int, rows: np.ndarray, valid: np.ndarray | None) -> None:
-        """Rows ``y0 .. y0 + n`` as ``(C, n, sW)`` in the output dtype; ``valid`` ``(n, sW)``."""
-
-    def reset(self) -> None:
-        """Forget every row written so far (the frame is computed again)."""
-
-
-class OutOfMemory(SatvsrError):
-    """Even the smallest tile does not fit in memory."""
-
-    exit_code = 6
+__all__ = ["EngineStats", "OutOfMemory", "RowWriter", "StripStitcher", "WindowUpscaler", "is_oom"]
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -170,6 +156,8 @@ class WindowUpscaler:
         cache_budget: bytes the per-frame feature cache may hold (0 disables sharing).
         bands: the band plan; value_range/out_dtype: the value mapping of the output.
         on_warning: called with one-line warnings (OOM fallback, non-finite tiles).
+        size_multiple: tiles start at and are sized in multiples of this (``None``: the
+            network's ``size_multiple``; the job passes its plan's).
     """
 
     def __init__(
@@ -187,6 +175,7 @@ class WindowUpscaler:
         value_range: tuple[float, float],
         out_dtype: str,
         on_warning: Callable[[str], None] | None = None,
+        size_multiple: int | None = None,
     ) -> None:
         """See the class docstring."""
         self.model = model
@@ -202,7 +191,7 @@ class WindowUpscaler:
         self.out_dtype = out_dtype
         self.on_warning = on_warning or (lambda _msg: None)
         self.scale = int(getattr(model, "scale", 4))
-        self.size_multiple = int(getattr(model, "size_multiple", 1) or 1)
+        self.size_multiple = size_multiple or int(getattr(model, "size_multiple", 1) or 1)
         self.shared = callable(getattr(model, "extract", None)) and callable(
             getattr(model, "forward_window", None)
         )

@@ -1,14 +1,26 @@
-"""The job manifest ``<output>.satvsr.json``: what a run is, how far it got; it drives ``--resume``."""
+"""The job manifest ``<output>.satvsr.json``: what a run is, how far it got; it drives ``--resume``.
+
+Also the refuse/overwrite/resume decision about an existing output (:class:`ResumeDecision`).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from satvsr_cli import __version__
 from satvsr_cli.errors import OutputError
 from satvsr_cli.fsutil import atomic_write_text
+from satvsr_cli.io.base import SourceInfo, partial_path, remove_path
+from satvsr_cli.options import ExistingOutput, OutputKind, Precision
+
+if TYPE_CHECKING:
+    import torch
+
+    from satvsr_cli.engine.config import UpscaleConfig
 
 FORMAT = "satvsr-job/1"
 
@@ -44,3 +56,104 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     a = json.loads(json.dumps(old, sort_keys=True, default=str))
     b = json.loads(json.dumps(new, sort_keys=True, default=str))
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+@dataclass(frozen=True)
+class ResumeDecision:
+    """What happens to an existing output or an unfinished run of it.
+
+    ``sink_state`` and ``resolved`` are the earlier run's writer state and tile/batch/overlap
+    when it is resumed; both ``None`` for a fresh start.
+    """
+
+    policy: ExistingOutput
+    manifest_path: Path
+    partial_path: Path
+    sink_state: dict[str, Any] | None = None
+    resolved: dict[str, Any] | None = None
+
+    @property
+    def resuming(self) -> bool:
+        """True when an earlier run is continued."""
+        return self.sink_state is not None
+
+
+def check_existing_output(config: UpscaleConfig, out: Path) -> tuple[Path, Path, dict[str, Any] | None]:
+    """Apply the refuse/overwrite rules; returns the manifest path, the partial path and the
+    earlier run's manifest (kept only when it may be resumed)."""
+    policy = config.run.existing
+    mpath, ppath = manifest_path(out), partial_path(out)
+    if out.exists() and policy != ExistingOutput.overwrite:
+        raise OutputError(f"{out} already exists; add --overwrite to replace it")
+    old_manifest = read_manifest(mpath) if mpath.exists() else None
+    if policy != ExistingOutput.resume and (ppath.exists() or old_manifest is not None):
+        if policy != ExistingOutput.overwrite:
+            raise OutputError(
+                f"{out}: an unfinished run exists ({ppath.name}); add --resume to continue it "
+                "or --overwrite to start again"
+            )
+        remove_path(ppath)
+        mpath.unlink(missing_ok=True)
+        old_manifest = None
+    return mpath, ppath, old_manifest
+
+
+def job_params(
+    config: UpscaleConfig,
+    info: SourceInfo,
+    kind: OutputKind,
+    start: int,
+    end: int | None,
+    device: torch.device,
+    precision: Precision,
+    vrange: tuple[float, float] | None,
+    label: str,
+    weights_id: str,
+) -> dict[str, Any]:
+    """Every setting that affects the output, as kept in the job manifest (resume checks)."""
+    inp, comp, video, raster = (config.input, config.compute, config.output.video,
+                                config.output.raster)
+    assert vrange is not None
+    return {
+        "input": info.identity, "input_kind": info.kind, "output_kind": str(kind),
+        "start": start, "end": end, "temporal_padding": str(comp.temporal_padding),
+        "tile": comp.tile, "tile_overlap": comp.tile_overlap, "blend": str(comp.blend),
+        "batch": comp.batch, "device": device.type, "precision": str(precision),
+        "value_range": list(vrange), "bands": inp.bands,
+        "bands_per_frame": inp.bands_per_frame, "fps": str(video.fps),
+        "codec": video.codec, "crf": video.crf, "preset": video.preset,
+        "pix_fmt": video.pix_fmt, "encoder_opts": list(video.encoder_opts),
+        "audio": video.audio, "segment_frames": video.segment_frames,
+        "frame_format": None if raster.frame_format is None else str(raster.frame_format),
+        "compress": str(raster.compress), "cog": raster.cog,
+        "overviews": raster.overviews, "autorotate": inp.autorotate,
+        "model": label, "weights_sha256": weights_id,
+    }
+
+
+def resume_decision(
+    config: UpscaleConfig,
+    out: Path,
+    mpath: Path,
+    ppath: Path,
+    old_manifest: dict[str, Any] | None,
+    params: dict[str, Any],
+    warn: Callable[[str], None],
+) -> ResumeDecision:
+    """Continue the earlier run (its settings must match ``params``) or start afresh."""
+    policy = config.run.existing
+    if policy != ExistingOutput.resume:
+        return ResumeDecision(policy, mpath, ppath)
+    if old_manifest is None:
+        if ppath.exists():
+            remove_path(ppath)
+        warn(f"--resume: no unfinished run of {out} found; starting from the beginning")
+        return ResumeDecision(policy, mpath, ppath)
+    diff = differences(old_manifest.get("params", {}), params)
+    if diff:
+        raise OutputError(
+            f"--resume: the unfinished run of {out} used different settings "
+            f"({', '.join(diff[:6])}); repeat its options or use --overwrite"
+        )
+    return ResumeDecision(policy, mpath, ppath, sink_state=dict(old_manifest.get("sink", {})),
+                          resolved=dict(old_manifest.get("resolved", {})))

@@ -1,4 +1,5 @@
-"""Memory: what is available (RAM, cgroup limit, CUDA), peak usage, and the automatic tile size."""
+"""Memory: what is available (RAM, cgroup limit, CUDA), peak usage, the automatic tile size, and
+the tile, batch and cache figures of a job (:func:`choose_resources`)."""
 
 from __future__ import annotations
 
@@ -6,23 +7,26 @@ import math
 import os
 import resource
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from satvsr_cli.engine.tiling import plan_tiles
+from satvsr_cli.options import Precision
+
+if TYPE_CHECKING:
+    import torch
+
+    from satvsr_cli.engine.config import UpscaleConfig
+    from satvsr_cli.io.base import SourceInfo
 
 #: Empirical peak bytes per LR pixel of one tile for one 5-frame window at batch 1, fp32, no
-#: autograd: the growth of peak RSS between two tile sizes (64² and 128² LR for the small
-#: presets, 32² and 64² for the paper configurations), divided by the pixel difference, plus
-#: 20 % margin. Measured on CPU with ``scripts/bench_engine.py --calibrate`` (raw slopes:
-#: msdtgp 95.6 kB, lgtd 90.4 kB, lgtd_hat6 90.7 kB, lgtd_lite 52.3 kB, msdtgp_small 12.4 kB,
-#: lgtd_small 13.9 kB). Half precision on CUDA is taken as half. Unknown networks use the largest.
-BYTES_PER_LR_PIXEL: dict[str, int] = {
-    "msdtgp": 115_000,
-    "lgtd": 110_000,
-    "lgtd_hat6": 110_000,
-    "lgtd_lite": 63_000,
-    "msdtgp_small": 15_000,
-    "lgtd_small": 17_000,
-}
+#: autograd, kept on each network's registry spec (``ModelSpec.bytes_per_lr_pixel``): the growth
+#: of peak RSS between two tile sizes (64² and 128² LR for the small presets, 32² and 64² for the
+#: paper configurations), divided by the pixel difference, plus 20 % margin. Measured on CPU with
+#: ``scripts/bench_engine.py --calibrate`` (raw slopes: msdtgp 95.6 kB, lgtd 90.4 kB, lgtd_hat6
+#: 90.7 kB, lgtd_lite 52.3 kB, msdtgp_small 12.4 kB, lgtd_small 13.9 kB). Half precision on CUDA
+#: is taken as half. A network without a figure uses its family's, else the largest.
 DEFAULT_BYTES_PER_LR_PIXEL = 120_000
 
 #: Largest automatic tile side (LR pixels). On CPU, bigger tiles are slower per pixel (measured
@@ -113,18 +117,33 @@ def device_available(device: Any) -> int:
 
 
 def bytes_per_lr_pixel(model: Any, name: str | None = None, half: bool = False) -> int:
-    """The tile-memory estimate (see :data:`BYTES_PER_LR_PIXEL`) for network ``name``/``model``.
-
-    Looked up by registry name, then by family (``msdtgp``/``lgtd`` from the class name), then
-    the largest known value.
-    """
+    """The tile-memory estimate for network ``name``/``model``: the model's own
+    ``bytes_per_lr_pixel`` attribute, else its registry spec's, else its family's (from the class
+    name), else :data:`DEFAULT_BYTES_PER_LR_PIXEL`."""
     value = getattr(model, "bytes_per_lr_pixel", None)
     if not isinstance(value, int):
-        value = BYTES_PER_LR_PIXEL.get(name or "")
+        value = _spec_value(name) or _spec_value(type(model).__name__.lower())
         if value is None:
-            family = type(model).__name__.lower()
-            value = BYTES_PER_LR_PIXEL.get(family, DEFAULT_BYTES_PER_LR_PIXEL)
+            value = DEFAULT_BYTES_PER_LR_PIXEL
     return value // 2 if half else value
+
+
+def _spec_value(name: str | None) -> int | None:
+    """The registry's figure for ``name`` (or its family), ``None`` when unknown."""
+    from satvsr_cli.errors import ModelError
+    from satvsr_cli.models.registry import get_spec
+
+    if not name:
+        return None
+    try:
+        spec = get_spec(name)
+    except ModelError:
+        return None
+    if spec.bytes_per_lr_pixel is not None:
+        return spec.bytes_per_lr_pixel
+    if spec.family != name:
+        return _spec_value(spec.family)
+    return None
 
 
 def auto_tile(
@@ -154,3 +173,75 @@ def format_bytes(n: float | None) -> str:
             return f"{value:.0f} {unit}" if unit in ("B", "KiB") else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+#: Default tile overlap in LR pixels (at most a quarter of the tile).
+DEFAULT_OVERLAP = 32
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Tile, batch and memory figures chosen for a job (see :func:`choose_resources`)."""
+
+    tile: tuple[int, int] | None
+    overlap: int
+    batch: int
+    cache_budget: int
+    budget: int
+    bytes_per_pixel: int
+
+
+def choose_resources(
+    config: UpscaleConfig,
+    info: SourceInfo,
+    *,
+    net: Any,
+    name: str | None,
+    size_multiple: int,
+    device: torch.device,
+    precision: str,
+) -> Resources:
+    """Tile size, batch and feature-cache budget from the options and the memory available.
+
+    The overlap defaults to 32 LR pixels, at most a quarter of the tile. The budget is
+    ``--max-memory`` or half of what is available (RAM on CPU, free GPU memory on
+    CUDA). An automatic tile is the largest square whose estimated peak (bytes per LR pixel of
+    the network, measured) fits 60 % of it, at most 256 px on CPU (bigger CPU tiles are slower
+    per pixel) and 512 px on CUDA. The automatic batch is 1 on CPU (measured with the
+    small presets at 32² to 256² LR tiles, single-threaded: batches of 2 to 8 windows are
+    equally fast or up to 40 % slower per window) and up to 8 tiles (or frames) on CUDA, within
+    the same budget. The feature cache may use 30 % of the budget on
+    CUDA and 12.5 % (at most 512 MiB) on CPU, where ``extract`` is a few per cent of the work.
+    """
+    comp = config.compute
+    per_px = bytes_per_lr_pixel(net, name, half=precision != Precision.fp32)
+    budget = comp.max_memory or int(0.5 * device_available(device))
+    tile: tuple[int, int] | None
+    if comp.tile == 0:
+        tile = None
+    elif comp.tile is None:
+        cap = MAX_AUTO_TILE if device.type == "cuda" else MAX_AUTO_TILE_CPU
+        side = auto_tile(int(0.6 * budget), per_px, 1, size_multiple, (info.height, info.width),
+                         cap)
+        tile = (side, side)
+    else:
+        tile = (comp.tile, comp.tile) if isinstance(comp.tile, int) else comp.tile
+    overlap = comp.tile_overlap
+    if overlap is None:
+        overlap = DEFAULT_OVERLAP if tile is None else min(DEFAULT_OVERLAP, min(tile) // 4)
+    plan0 = plan_tiles(info.height, info.width, tile=tile, overlap=overlap,
+                       size_multiple=size_multiple)
+    tile_px = plan0.tile_height * plan0.tile_width
+    if comp.batch is not None:
+        batch = comp.batch
+    elif device.type == "cuda":
+        fit = int((0.6 * budget) // (per_px * tile_px))
+        batch = max(1, min(8, fit))
+    else:
+        batch = 1  # measured: on CPU a batch is never faster per window than batch 1
+    cache_budget = 0
+    if comp.feature_cache:
+        cache_budget = (
+            int(0.3 * budget) if device.type == "cuda" else int(min(0.125 * budget, 512 << 20))
+        )
+    return Resources(tile, overlap, batch, cache_budget, budget, per_px)

@@ -1,4 +1,9 @@
-"""``satvsr probe``: describe an input and the planned job without running (or building) a network."""
+"""``satvsr probe``: describe an input and the planned job without running (or loading) a network.
+
+The report is made from :func:`satvsr_cli.engine.plan.plan_job` with ``build=False``: the very
+plan ``satvsr upscale`` executes, so the tile, precision and output kind shown are the ones a run
+uses.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,8 @@ from typing import Any
 import numpy as np
 
 from satvsr_cli.engine.config import UpscaleConfig
-from satvsr_cli.engine.convert import plan_bands
-from satvsr_cli.engine.device import resolve_device, resolve_precision
 from satvsr_cli.engine.memory import format_bytes
-from satvsr_cli.engine.run import SCALE, choose_resources, value_range_for
-from satvsr_cli.engine.tiling import plan_tiles
-from satvsr_cli.errors import SatvsrError
-from satvsr_cli.io import default_output, open_source, output_kind
+from satvsr_cli.engine.plan import SCALE, JobPlan, plan_job
 from satvsr_cli.io.base import SourceInfo
 
 
@@ -98,85 +98,38 @@ def crs_label(wkt: str | None) -> str:
     return str(name or crs.to_string())
 
 
-def _model_name(config: UpscaleConfig) -> tuple[str | None, list[str]]:
-    """The registry name the job would use, from --weights, --model or the default weights."""
-    from satvsr_cli.weights import default_weights, read_manifest
-
-    notes: list[str] = []
-    if config.weights is not None:
-        return read_manifest(config.weights).network, notes
-    if config.model is not None:
-        return config.model, notes
-    default = default_weights()
-    if default is None:
-        notes.append("no default weights are shipped; pass --model or --weights to upscale")
-        return None, notes
-    return read_manifest(default).network, notes
-
-
 def probe(config: UpscaleConfig) -> ProbeReport:
-    """Describe ``config.input`` and the job ``satvsr upscale`` would run with ``config``."""
-    from satvsr_cli.models import build_model, get_spec
+    """Describe ``config.input`` and the job ``satvsr upscale`` would run with ``config``:
+    the report of ``plan_job(config, build=False)``."""
+    plan = plan_job(config, build=False)
+    return report_of(plan)
 
-    source = open_source(
-        config.input, config.input_type, bands_per_frame=config.bands_per_frame,
-        autorotate=config.autorotate,
-    )
-    with source:
-        info = source.info
-    notes: list[str] = []
-    out = Path(config.output) if config.output else default_output(info)
-    kind = output_kind(out, info)
-    name, more = _model_name(config)
-    notes += more
-    size_multiple = get_spec(name).size_multiple if name else 16
-    device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
-    net: Any = None
-    if name is not None:
-        import torch
 
-        with torch.device("meta"):
-            net = build_model(name)
-    res = choose_resources(
-        config, info, net=net, name=name, size_multiple=size_multiple, device=device,
-        precision=precision,
-    )
-    plan = plan_tiles(info.height, info.width, tile=res.tile, overlap=res.overlap,
-                      size_multiple=size_multiple)
-    vr: tuple[float, float] | None
-    vr_note = None
-    try:
-        vr = value_range_for(info, config.value_range)
-    except SatvsrError as exc:
-        vr, vr_note = None, str(exc)
-    streamed = False
-    try:
-        bplan = plan_bands(info.bands, config.bands)
-        bands = bplan.describe()
-        # GeoTIFF frames are written row strip by row strip when every band comes from one pass
-        streamed = kind == "geotiff-frames" and len(bplan.groups) == 1 and not bplan.bicubic
-    except SatvsrError as exc:
-        bands = str(exc)
+def report_of(plan: JobPlan) -> ProbeReport:
+    """The :class:`ProbeReport` of a plan (memory estimate, notes)."""
+    config, info, tiles, res = plan.config, plan.info, plan.tiles, plan.resources
+    notes = list(plan.notes)
+    net = plan.model.network if plan.model is not None else None
+    precision = plan.precision
     itemsize = np.dtype(info.dtype).itemsize
     frame_in = info.width * info.height * info.bands * itemsize
     frame_out = frame_in * SCALE * SCALE
-    tile_px = plan.tile_height * plan.tile_width
+    tile_px = tiles.tile_height * tiles.tile_width
     feat_ch = int(getattr(net, "feat_channels", 0) or 0)
-    cache_need = 6 * plan.n_tiles * tile_px * (feat_ch + 3) * (2 if precision != "fp32" else 4)
-    strip = 3 * plan.tile_height * SCALE * plan.padded_width * SCALE * 4
+    cache_need = 6 * tiles.n_tiles * tile_px * (feat_ch + 3) * (2 if precision != "fp32" else 4)
+    strip = 3 * tiles.tile_height * SCALE * tiles.padded_width * SCALE * 4
     n_out = None
     if info.n_frames is not None:
-        end = min(config.end, info.n_frames) if config.end is not None else info.n_frames
-        n_out = max(0, end - config.start)
+        end = plan.end if plan.end is not None else info.n_frames
+        n_out = max(0, min(end, info.n_frames) - plan.start)
     memory = {
         "network_tiles": res.bytes_per_pixel * tile_px * res.batch,
         "feature_cache": min(cache_need, res.cache_budget),
         "input_frames": 6 * frame_in,
-        "output_frame": (0 if streamed else frame_out) + strip * 2,
+        "output_frame": (0 if plan.streamed else frame_out) + strip * 2,
     }
     memory["total"] = sum(memory.values())
-    if cache_need > res.cache_budget and config.feature_cache:
+    if cache_need > res.cache_budget and config.compute.feature_cache:
         notes.append(
             f"the per-frame feature cache needs {format_bytes(cache_need)} but may use "
             f"{format_bytes(res.cache_budget)}: some features will be recomputed"
@@ -186,10 +139,13 @@ def probe(config: UpscaleConfig) -> ProbeReport:
     if not info.n_frames_exact:
         notes.append("frame count estimated from duration x fps")
     return ProbeReport(
-        info=info, model=name, size_multiple=size_multiple, device=str(device),
-        precision=precision, tile=(plan.tile_height, plan.tile_width), grid=plan.grid,
-        overlap=plan.overlap, batch=res.batch, value_range=vr, value_range_note=vr_note,
-        bands=bands, output=out, output_kind=kind,
+        info=info, model=plan.model.name if plan.model is not None else None,
+        size_multiple=plan.size_multiple, device=str(plan.device),
+        precision=precision, tile=plan.tile, grid=tiles.grid,
+        overlap=tiles.overlap, batch=res.batch, value_range=plan.value_range,
+        value_range_note=plan.value_range_note,
+        bands=plan.bands.describe() if plan.bands is not None else plan.bands_note,
+        output=plan.output, output_kind=plan.kind,
         output_size=(info.width * SCALE, info.height * SCALE), output_frames=n_out,
         output_bytes_per_frame=frame_out, memory=memory, notes=tuple(notes),
     )

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-Blend = Literal["cosine", "linear", "none"]
-BLENDS: tuple[str, ...] = ("cosine", "linear", "none")
+from satvsr_cli.options import Blend, choice
 
 
 def padded_size(n: int, multiple: int) -> int:
@@ -182,8 +180,7 @@ def axis_weights(
     starts: tuple[int, ...], tile: int, scale: int, blend: str
 ) -> list[npt.NDArray[np.float32]]:
     """HR weights ``(tile·scale,)`` of each tile along one axis; they sum to 1 at every position."""
-    if blend not in BLENDS:
-        raise ValueError(f"unknown blend {blend!r}; use one of {BLENDS}")
+    blend = choice(Blend, blend)  # an OptionError is a ValueError
     n = tile * scale
     weights = [np.ones(n, dtype=np.float64) for _ in starts]
     for i in range(len(starts) - 1):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from satvsr_cli.options import TemporalPadding, choice
 
-TemporalPadding = Literal["centre", "reflect", "replicate"]
-TEMPORAL_PADDINGS: tuple[str, ...] = ("centre", "reflect", "replicate")
+__all__ = ["TemporalPadding", "frame_indices"]
 
 
 def frame_indices(
-    center: int, n_total: int, n_frames: int = 5, padding: TemporalPadding = "centre"
+    center: int, n_total: int, n_frames: int = 5,
+    padding: TemporalPadding | str = TemporalPadding.centre,
 ) -> list[int]:
     """Return the input frame indices of the window centred on ``center``.
 
@@ -39,8 +39,7 @@ def frame_indices(
         raise ValueError("the clip has no frames")
     if not 0 <= center < n_total:
         raise ValueError(f"centre frame {center} is outside the clip of {n_total} frames")
-    if padding not in TEMPORAL_PADDINGS:
-        raise ValueError(f"unknown temporal padding {padding!r}; use one of {TEMPORAL_PADDINGS}")
+    padding = choice(TemporalPadding, padding)  # an OptionError is a ValueError
     half = n_frames // 2
     out: list[int] = []
     for i in range(center - half, center + half + 1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -10,15 +11,25 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
 import numpy as np
+
+from satvsr_cli.options import InputType
 
 if TYPE_CHECKING:
     from satvsr_cli.io.geotiff import GeoMeta
 
+#: Suffixes of still-image frames (PNG, TIFF, JPEG, BMP).
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+
 SourceKind = Literal["video", "frames", "geotiff"]
-INPUT_TYPES: tuple[str, ...] = ("auto", "video", "frames", "geotiff")
+INPUT_TYPES: tuple[str, ...] = tuple(InputType)
+
+
+def natural_key(name: str) -> list[object]:
+    """Sort key that orders ``frame2`` before ``frame10``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,28 @@ class FrameSource(ABC):
         self.close()
 
 
+class RowWriter(Protocol):
+    """Takes the finished rows of one x4 frame in order, so that the full frame is never held.
+
+    The engine (:meth:`satvsr_cli.engine.infer.WindowUpscaler.upscale_many`) calls
+    :meth:`write_rows` and, after an out-of-memory retry, :meth:`reset`; the job then hands the
+    writer back to its sink (:meth:`FrameSink.close_rows`, which calls :meth:`close`) or, on an
+    error, calls :meth:`abort`.
+    """
+
+    def write_rows(self, y0: int, rows: np.ndarray, valid: np.ndarray | None) -> None:
+        """Rows ``y0 .. y0 + n`` as ``(C, n, sW)`` in the output dtype; ``valid`` ``(n, sW)``."""
+
+    def reset(self) -> None:
+        """Forget every row written so far (the frame is computed again)."""
+
+    def close(self) -> Path:
+        """Finish the frame (every row written) and move it into place; returns its path."""
+
+    def abort(self) -> None:
+        """Drop the frame: remove whatever was written of it."""
+
+
 class FrameSink(ABC):
     """A writer of output frames into a temporary location, made final by :meth:`commit`.
 
@@ -105,13 +138,14 @@ class FrameSink(ABC):
     def write(self, index: int, data: np.ndarray, valid: np.ndarray | None) -> None:
         """Write the x4 frame ``index``: ``data`` (sH, sW, C) native dtype."""
 
-    def open_rows(self, index: int, has_invalid: bool) -> Any:
+    def open_rows(self, index: int, has_invalid: bool) -> RowWriter | None:
         """A row writer for frame ``index`` (streamed output), or ``None`` when the sink takes
         whole frames only (the default)."""
         return None
 
-    def close_rows(self, index: int, rows: Any) -> None:  # noqa: B027  (optional hook)
+    def close_rows(self, index: int, rows: RowWriter) -> None:
         """Finish a frame written through :meth:`open_rows`."""
+        rows.close()
 
     def discard_pending(self) -> None:  # noqa: B027  (optional hook)
         """Drop frames written but not yet final (Ctrl-C in the middle of a video segment)."""

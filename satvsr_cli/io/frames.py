@@ -18,17 +18,19 @@ import numpy as np
 
 from satvsr_cli.errors import InputError, OutputError
 from satvsr_cli.io.base import (
+    IMAGE_SUFFIXES,
     FolderSink,
     Frame,
     FrameSource,
     SourceInfo,
     file_identity,
+    natural_key,
     partial_path,
     remove_path,
 )
-from satvsr_cli.jilin import IMAGE_SUFFIXES, natural_key
+from satvsr_cli.options import FrameFormat, choice
 
-FRAME_FORMATS = ("png", "tif")
+FRAME_FORMATS: tuple[str, ...] = tuple(FrameFormat)
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
@@ -117,6 +119,32 @@ def read_image(path: Path) -> np.ndarray:
     return np.ascontiguousarray(data.transpose(1, 2, 0))
 
 
+def read_rgb(path: Path, dtypes: tuple[str, ...] = ("uint8", "uint16")) -> np.ndarray:
+    """One frame as ``(H, W, 3)`` in its native dtype, read like :func:`read_image`: grey (and
+    grey + alpha) replicated to RGB, an alpha channel dropped.
+
+    The one frame reader of the project: upscaling (:class:`FramesSource`), scoring
+    (:mod:`satvsr_cli.eval`) and training (:mod:`satvsr_cli.train.data`) decode images the
+    same way.
+
+    Raises:
+        InputError: unreadable file, a dtype outside ``dtypes``, or an unusable band count.
+    """
+    img = read_image(path)
+    if str(img.dtype) not in dtypes:
+        raise InputError(
+            f"{path}: unsupported pixel type {img.dtype} ({' or '.join(dtypes)} expected)"
+        )
+    bands = img.shape[2]
+    if bands in (1, 2):
+        img = np.repeat(img[..., :1], 3, axis=2)
+    elif bands == 4:
+        img = img[..., :3]
+    elif bands != 3:
+        raise InputError(f"{path}: expected an RGB image, got {bands} bands")
+    return np.ascontiguousarray(img)
+
+
 def probe_frames(spec: str | Path) -> SourceInfo:
     """Describe a frame folder or glob; every header is checked for one common size and dtype."""
     files = list_frame_files(spec)
@@ -165,19 +193,20 @@ class FramesSource(FrameSource):
             yield Frame(i, data, None)
 
 
-def frame_format_for(dtype: str, requested: str | None, source_suffix: str | None) -> str:
+def frame_format_for(
+    dtype: str, requested: str | None, source_suffix: str | None
+) -> FrameFormat:
     """``png`` or ``tif`` for an output frame folder (floats and >16-bit need TIFF)."""
     dt = np.dtype(dtype)
     png_ok = dt in (np.dtype("uint8"), np.dtype("uint16"))
     if requested is not None:
-        if requested not in FRAME_FORMATS:
-            raise OutputError(f"unknown frame format {requested!r}; use png or tif")
-        if requested == "png" and not png_ok:
+        fmt = choice(FrameFormat, requested, error=OutputError)
+        if fmt == FrameFormat.png and not png_ok:
             raise OutputError(f"PNG cannot hold {dtype} pixels; use --frame-format tif")
-        return requested
+        return fmt
     if source_suffix in (".tif", ".tiff") or not png_ok:
-        return "tif"
-    return "png"
+        return FrameFormat.tif
+    return FrameFormat.png
 
 
 def write_image(path: Path, data: np.ndarray, fmt: str) -> None:

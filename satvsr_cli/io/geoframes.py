@@ -8,17 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
-from rasterio.errors import RasterioError
-from rasterio.windows import Window
 
 from satvsr_cli.errors import OutputError
-from satvsr_cli.io import geotiff as _gt
 from satvsr_cli.io.base import (
     FolderSink,
     Frame,
     FrameSink,
     FrameSource,
+    RowWriter,
     SourceInfo,
     file_identity,
     partial_path,
@@ -26,6 +23,7 @@ from satvsr_cli.io.base import (
 )
 from satvsr_cli.io.geotiff import (
     GeoMeta,
+    GeoRowWriter,
     GeoTiffFramesWriter,
     GeoTiffStackWriter,
     open_geotiff_stack,
@@ -67,117 +65,6 @@ class GeoTiffSource(FrameSource):
     def close(self) -> None:
         """Close the open dataset."""
         self.stack.close()
-
-
-class GeoRowWriter:
-    """Writes one x4 GeoTIFF frame row strip by row strip (so the full frame is never in memory).
-
-    The file gets exactly what :meth:`GeoTiffFramesWriter.write` would give it (same profile,
-    tags, georeferencing and band metadata, nodata restored, temp name then rename); rows are
-    buffered to whole block rows so that every compressed tile is written once.
-
-    It uses the helpers of :mod:`satvsr_cli.io.geotiff` that :class:`GeoTiffFramesWriter` uses
-    (they are private there: a public row-writing API in that module would be the clean home).
-    """
-
-    def __init__(
-        self, writer: GeoTiffFramesWriter, name: str, tags: dict[str, str], has_invalid: bool
-    ) -> None:
-        """Open the temp file for frame ``name`` of ``writer``."""
-        self.w = writer
-        self.meta = writer.meta
-        self.final = writer.path_for(name)
-        self.profile = _gt._out_profile(
-            self.meta, writer.scale, self.meta.count, writer.compress, interleave="pixel"
-        )
-        self.tags = _gt._provenance_tags(
-            self.meta, writer.scale, {**writer.tags, **tags}, writer._source_tags(name)
-        )
-        self.mask = (
-            has_invalid and self.meta.nodata is None and np.dtype(self.meta.dtype).kind != "f"
-        )
-        self.block = int(self.profile["blockysize"])
-        self._open()
-
-    def _open(self) -> None:
-        self.tmp = _gt._temp_name(self.final)
-        self.next_row = 0
-        self._buf: list[tuple[np.ndarray, np.ndarray | None]] = []
-        self._buffered = 0
-        try:
-            with _gt._gdal_env(), _gt._quiet():
-                self.dst = rasterio.open(self.tmp, "w", **self.profile)
-                self.dst.update_tags(**self.tags)
-                _gt._apply_band_meta(self.dst, self.meta, self.w.scale, 1, self.w.band_descriptions)
-        except (RasterioError, OSError) as exc:
-            _gt._remove(self.tmp)
-            raise OutputError(f"{self.final}: cannot write ({exc})") from None
-
-    def write_rows(self, y0: int, rows: np.ndarray, valid: np.ndarray | None) -> None:
-        """Take rows ``y0 ..`` as ``(C, n, sW)``; write every completed block row."""
-        if y0 != self.next_row + self._buffered:
-            raise RuntimeError(f"rows out of order: got {y0}, expected {self.next_row + self._buffered}")
-        self._buf.append((rows, valid))
-        self._buffered += rows.shape[1]
-        height = self.profile["height"]
-        while self._buffered >= self.block or (
-            self._buffered and self.next_row + self._buffered >= height
-        ):
-            self._flush(min(self.block, self._buffered))
-
-    def _flush(self, n: int) -> None:
-        datas = [d for d, _v in self._buf]
-        data = datas[0] if len(datas) == 1 else np.concatenate(datas, axis=1)
-        vals = [v for _d, v in self._buf]
-        valid = None
-        if any(v is not None for v in vals):
-            valid = np.concatenate(
-                [v if v is not None else np.ones(d.shape[1:], bool)
-                 for d, v in self._buf], axis=0
-            )
-        head, rest = data[:, :n], data[:, n:]
-        vhead = None if valid is None else valid[:n]
-        window = Window(0, self.next_row, self.profile["width"], n)
-        try:
-            with _gt._gdal_env():
-                arr = _gt._restore_nodata(self.meta, np.moveaxis(head, 0, -1), vhead)
-                self.dst.write(arr, window=window)
-                if self.mask:
-                    self.dst.write_mask(
-                        vhead if vhead is not None else np.ones(head.shape[1:], bool),
-                        window=window,
-                    )
-        except (RasterioError, OSError) as exc:
-            raise OutputError(f"{self.final}: cannot write ({exc})") from None
-        self.next_row += n
-        self._buffered -= n
-        self._buf = [(rest, None if valid is None else valid[n:])] if self._buffered else []
-
-    def close(self) -> Path:
-        """Finish the file (overviews/COG as the writer says) and rename it into place."""
-        if self.next_row + self._buffered != self.profile["height"]:
-            self.abort()
-            raise RuntimeError("the frame is incomplete")
-        try:
-            with _gt._gdal_env():
-                if self.w.overviews and not self.w.cog:
-                    _gt._build_overviews(self.dst, self.profile["width"], self.profile["height"])
-                self.dst.close()
-        except (RasterioError, OSError) as exc:
-            self.abort()
-            raise OutputError(f"{self.final}: cannot write ({exc})") from None
-        return _gt._finish(self.tmp, self.final, cog=self.w.cog, compress=self.w.compress)
-
-    def abort(self) -> None:
-        """Close and remove the temp file."""
-        with contextlib.suppress(Exception):
-            self.dst.close()
-        _gt._remove(self.tmp)
-
-    def reset(self) -> None:
-        """Start the frame again (after an out-of-memory retry)."""
-        self.abort()
-        self._open()
 
 
 class GeoFramesSink(FolderSink):
@@ -229,10 +116,10 @@ class GeoFramesSink(FolderSink):
 
     def open_rows(self, index: int, has_invalid: bool) -> GeoRowWriter:
         """A row writer for frame ``index`` (see :class:`GeoRowWriter`)."""
-        return GeoRowWriter(self.writer, self.names[index - self.first],
-                            {"SATVSR_SOURCE_FRAME": str(index)}, has_invalid)
+        return self.writer.open_rows(self.names[index - self.first], has_invalid,
+                                     tags={"SATVSR_SOURCE_FRAME": str(index)})
 
-    def close_rows(self, index: int, rows: Any) -> None:
+    def close_rows(self, index: int, rows: RowWriter) -> None:
         """Finish a frame written through :meth:`open_rows`."""
         rows.close()
         self._done.add(index)
@@ -282,7 +169,7 @@ class GeoStackSink(FrameSink):
         """A row writer for frame ``index`` in the work folder."""
         return self.frames.open_rows(index, has_invalid)
 
-    def close_rows(self, index: int, rows: Any) -> None:
+    def close_rows(self, index: int, rows: RowWriter) -> None:
         """Finish a frame written through :meth:`open_rows`."""
         self.frames.close_rows(index, rows)
 

@@ -1,4 +1,4 @@
-"""Alignment and fusion: MSD (models.md §5), MSDTGP's TAtt (§6.4) and EDVR's TSA fusion (§7.4)."""
+"""Alignment and fusion: MSD (networks.md §5), MSDTGP's TAtt (§6.4) and EDVR's TSA fusion (§7.4)."""
 
 from __future__ import annotations
 

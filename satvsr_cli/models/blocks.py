@@ -1,4 +1,4 @@
-"""Shared building blocks (models.md §3) with the upstream attribute names, and the network base class."""
+"""Shared building blocks (networks.md §3) with the upstream attribute names, and the network base class."""
 
 from __future__ import annotations
 
@@ -150,7 +150,7 @@ class DownBlock(nn.Module):
 
 
 def check_scale_frames(scale: int, frames: int) -> None:
-    """Raise ``ValueError`` unless ``scale == 4`` and ``frames == 5`` (models.md §2)."""
+    """Raise ``ValueError`` unless ``scale == 4`` and ``frames == 5`` (networks.md §2)."""
     if scale != 4:
         raise ValueError(f"scale must be 4 (x4 only), got {scale}")
     if frames != 5:
@@ -193,7 +193,7 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
 
 
 def init_weights(module: nn.Module, *, zero_init_offsets: bool = False) -> None:
-    """Initialise a network as upstream does (models.md §8).
+    """Initialise a network as upstream does (networks.md §8).
 
     Conv2d/ConvTranspose2d: Kaiming normal (fan_in, gain √2), zero bias — including the DCN's
     offset/mask conv, so offsets start random unless ``zero_init_offsets``. DCN main weight:

@@ -1,4 +1,4 @@
-"""Modulated deformable convolution (DCNv2, "separate guide" flavour) in pure PyTorch (models.md §4).
+"""Modulated deformable convolution (DCNv2, "separate guide" flavour) in pure PyTorch (networks.md §4).
 
 The default backend is ``"auto"``: ``torchvision.ops.deform_conv2d`` when torchvision imports
 cleanly, else the pure ``grid_sample`` formulation of §4.3. ``set_backend("pure")`` forces the
@@ -79,7 +79,7 @@ def deform_conv2d_pure(
     bias: Tensor | None = None,
     padding: int = 1,
 ) -> Tensor:
-    """Modulated deformable conv (stride 1, dilation 1) with ``F.grid_sample`` (models.md §4.3).
+    """Modulated deformable conv (stride 1, dilation 1) with ``F.grid_sample`` (networks.md §4.3).
 
     Args:
         input: ``(B, C, H, W)``.

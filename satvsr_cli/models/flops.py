@@ -11,8 +11,11 @@ from torch.utils.flop_counter import FlopCounterMode
 __all__ = ["count_gmac", "count_gmac_by_name", "time_forward"]
 
 
-def count_gmac(model: nn.Module, height: int, width: int, *, batch: int = 1) -> float:
-    """GMAC per output frame of ``model`` on a random ``(batch, 5, 3, height, width)`` clip.
+def count_gmac(
+    model: nn.Module, height: int, width: int, *, batch: int = 1, clip: torch.Tensor | None = None
+) -> float:
+    """GMAC per output frame of ``model`` on a random ``(batch, 5, 3, height, width)`` clip
+    (or on ``clip`` when given: its batch counts, ``height``/``width`` are then informative).
 
     Counted: convolutions, transposed convolutions, linear layers and matmuls (as PyTorch's flop
     counter does). Not counted: the bilinear sampling inside the deformable conv, element-wise
@@ -22,7 +25,10 @@ def count_gmac(model: nn.Module, height: int, width: int, *, batch: int = 1) -> 
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None else torch.float32
-    clip = torch.rand(batch, 5, 3, height, width, device=device, dtype=dtype)
+    if clip is None:
+        clip = torch.rand(batch, 5, 3, height, width, device=device, dtype=dtype)
+    else:
+        batch = int(clip.shape[0])
     was_training = model.training
     model.eval()
     try:

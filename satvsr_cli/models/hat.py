@@ -1,4 +1,4 @@
-"""HAT reconstruction head (hybrid attention transformer, models.md §7.6), written from the spec.
+"""HAT reconstruction head (hybrid attention transformer, networks.md §7.6), written from the spec.
 
 Layout and parameter names follow the HAT convention (``conv_first``, ``patch_embed.norm``,
 ``layers.i.residual_group.blocks.j``, ``layers.i.residual_group.overlap_attn``, ``layers.i.conv``,

@@ -1,4 +1,4 @@
-"""LGTD: local-global temporal difference network with HAT or ResNet reconstruction (models.md §7)."""
+"""LGTD: local-global temporal difference network with HAT or ResNet reconstruction (networks.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MSDTGP: multiscale deformable alignment + temporal grouping projection (models.md §6)."""
+"""MSDTGP: multiscale deformable alignment + temporal grouping projection (networks.md §6)."""
 
 from __future__ import annotations
 

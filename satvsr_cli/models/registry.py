@@ -9,22 +9,23 @@ four other jobs (load average 3.5–5 for most measurements, so these are pessim
 =============  ===========  ==========  ==============================  =========================
 name           params       GMAC/frame  CPU s/frame measured here       unloaded reference
 =============  ===========  ==========  ==============================  =========================
-msdtgp         14,174,083   1,563.5     45.0 (1 run, load 4.2)          models.md: 19.0 @160×120
-lgtd           20,980,929   743.4       51.6 (1 run, load 5.0)          models.md: 14.2 @160×128
-lgtd_hat6      24,326,607   846.6       55.8 (1 run, load 4.2)          models.md: 14.8 @160×128
-lgtd_lite       6,877,844   294.4       10.2 (1 run, load 4.5)          models.md: 2.2 @160×120
+msdtgp         14,174,083   1,563.5     45.0 (1 run, load 4.2)          spec: 19.0 @160×120
+lgtd           20,980,929   743.4       51.6 (1 run, load 5.0)          spec: 14.2 @160×128
+lgtd_hat6      24,326,607   846.6       55.8 (1 run, load 4.2)          spec: 14.8 @160×128
+lgtd_lite       6,877,844   294.4       10.2 (1 run, load 4.5)          spec: 2.2 @160×120
 msdtgp_small      150,040   15.0        min 0.40, med 0.43 (load 2–3)   min 0.39, med 0.42 (*)
 lgtd_small        356,004   16.0        min 1.2, med 1.4 (load 4–5)     min 0.29, med 0.30 (*)
 =============  ===========  ==========  ==============================  =========================
 
-(*) measured early in the session while the box was lightly loaded (load average 0.9–2.5),
+"spec" quotes the reference figures of the specification satvsr was written from (an unloaded
+2-core CPU, 2 threads; see ``docs/networks.md``). (*) measured early in the session while the box was lightly loaded (load average 0.9–2.5),
 2 threads, 4 timed runs, with an earlier revision of the code (same kwargs and parameters; the code
 has only become faster since).
 
 Single-threaded under load 4–5 the small presets took 0.57–1.0 s (msdtgp_small) and 0.45–0.8 s
 (lgtd_small). On a busy machine two OpenMP threads can be several times SLOWER than one.
 
-At LR 160×120 the paper configurations count msdtgp 1,172.6 GMAC (models.md: 1,185.8; satvsr
+At LR 160×120 the paper configurations count msdtgp 1,172.6 GMAC (spec: 1,185.8; satvsr
 computes the duplicated MSD(F_2, ref) call of the two temporal groups once, −13.2 GMAC), lgtd_lite
 220.8 (spec 220.8); lgtd at 160×128 (160×120 padded) 594.7 (spec 594.7), lgtd_hat6 677.3 (677.3).
 An engine that reuses ``extract`` saves little: the per-frame extractor is 0.13 (msdtgp_small),
@@ -67,17 +68,27 @@ class ModelSpec:
     scale: int = 4
     paper: bool = False
     default_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Measured peak bytes per LR pixel of one tile for one window at batch 1, fp32 (see
+    #: :mod:`satvsr_cli.engine.memory` for how it was measured); ``None``: the family's.
+    bytes_per_lr_pixel: int | None = None
+
+    @property
+    def tiny_overrides(self) -> dict[str, Any]:
+        """Constructor overrides for a test-sized network (see :data:`TINY_OVERRIDES`)."""
+        return dict(TINY_OVERRIDES.get(self.name, TINY_OVERRIDES.get(self.family, {})))
 
 
 def _model_class(family: str) -> type[nn.Module]:
-    """The network class of a family (imported lazily)."""
+    """The network class of a family (imported lazily); ModelError for an unknown family."""
     if family == "msdtgp":
         from satvsr_cli.models.msdtgp import MSDTGP
 
         return MSDTGP
-    from satvsr_cli.models.lgtd import LGTD
+    if family == "lgtd":
+        from satvsr_cli.models.lgtd import LGTD
 
-    return LGTD
+        return LGTD
+    raise ModelError(f"unknown network family {family!r}; known: msdtgp, lgtd")
 
 
 _SPECS: dict[str, ModelSpec] = {}
@@ -96,6 +107,7 @@ _register(
         family="msdtgp",
         description="MSDTGP (TGRS 2022), paper configuration, 14.17 M params",
         size_multiple=1,
+        bytes_per_lr_pixel=115_000,
         paper=True,
         default_kwargs={},
     )
@@ -106,6 +118,7 @@ _register(
         family="lgtd",
         description="LGTD (TCSVT 2024) with a 5-RHAG HAT head, paper-like, 20.98 M params",
         size_multiple=16,
+        bytes_per_lr_pixel=110_000,
         paper=True,
         default_kwargs={"head": "hat", "n_head_blocks": 5},
     )
@@ -116,6 +129,7 @@ _register(
         family="lgtd",
         description="LGTD with the upstream default 6-RHAG HAT head, 24.33 M params",
         size_multiple=16,
+        bytes_per_lr_pixel=110_000,
         paper=True,
         default_kwargs={"head": "hat", "n_head_blocks": 6},
     )
@@ -126,6 +140,7 @@ _register(
         family="lgtd",
         description="LGTD trunk with the ResNet head (upstream LGTD_arc), 6.88 M params",
         size_multiple=4,
+        bytes_per_lr_pixel=63_000,
         paper=True,
         default_kwargs={"head": "resnet", "n_head_blocks": 5},
     )
@@ -136,6 +151,7 @@ _register(
         family="msdtgp",
         description="MSDTGP topology with reduced widths/depths for CPU training and inference",
         size_multiple=1,
+        bytes_per_lr_pixel=15_000,
         paper=False,
         default_kwargs={
             "base_filter": 32,
@@ -158,6 +174,7 @@ _register(
         family="lgtd",
         description="LGTD-lite topology (ResNet head) with reduced widths/depths for CPU use",
         size_multiple=4,
+        bytes_per_lr_pixel=17_000,
         paper=False,
         default_kwargs={
             "head": "resnet",

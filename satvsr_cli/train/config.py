@@ -6,7 +6,7 @@ command-line overrides (``--set train.lr=2e-4`` and the dedicated flags). The re
 configuration, with data-dependent values filled in (iterations from epochs, milestones in
 iterations, absolute paths), is written to ``RUN_DIR/config.json`` and into every checkpoint.
 
-Recipes (``models.md`` §10):
+Recipes (``networks.md`` §10):
 
 - ``msdtgp``: the upstream MSDTGP defaults. Adam 8e-5, β (0.9, 0.999), eps 1e-8, LR patch 32,
   batch 1, L1, 50 epochs, ÷10 after epochs 24 and 49, flips and 180° rotation, seed 123,

@@ -71,21 +71,9 @@ def _noop(_: str) -> None:
 
 def read_rgb(path: Path) -> U8:
     """Read an 8-bit image as ``(H, W, 3)`` uint8 (grey replicated, alpha dropped)."""
-    import imageio.v3 as iio
+    from satvsr_cli.io.frames import read_rgb as read_frame  # the project's one frame reader
 
-    try:
-        a = np.asarray(iio.imread(path))
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad input file
-        raise InputError(f"{path}: cannot read image ({str(exc).splitlines()[0]})") from None
-    if a.dtype != np.uint8:
-        raise InputError(f"{path}: expected an 8-bit frame, got {a.dtype}")
-    if a.ndim == 2:
-        a = np.repeat(a[..., None], 3, axis=2)
-    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
-        raise InputError(f"{path}: unsupported image shape {a.shape}")
-    if a.shape[2] == 1:
-        a = np.repeat(a, 3, axis=2)
-    return np.ascontiguousarray(a[..., :3])
+    return read_frame(path, dtypes=("uint8",))
 
 
 def resolve_train_root(path: Path) -> Path:

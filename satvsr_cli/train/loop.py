@@ -154,8 +154,9 @@ def pick_device(name: str, dist: DistInfo) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and dist.world_size > 1:
         name = f"cuda:{dist.local_rank}"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda requested but CUDA is not available")
+    from satvsr_cli.device import resolve_device
+
+    resolve_device(name, mps=False)  # the project's one device check (DeviceError, exit code 2)
     return torch.device(name)
 
 

@@ -1,33 +1,32 @@
-"""Device and precision choice: ``auto`` resolves once, with a clear error for unusable requests."""
+"""Device and precision choice: ``auto`` resolves once, with a clear error for unusable requests.
+
+The one resolver of the project: upscale and probe, train and the evaluation all use it.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-from satvsr_cli.errors import SatvsrError
+from satvsr_cli.errors import DeviceError
+from satvsr_cli.options import Precision, choice
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+__all__ = ["DeviceError", "Precision", "autocast_dtype", "resolve_device", "resolve_precision"]
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_DTYPES = {Precision.fp32: torch.float32, Precision.bf16: torch.bfloat16,
+           Precision.fp16: torch.float16}
 
+def resolve_device(name: str, *, mps: bool = True) -> torch.device:
+    """``auto`` → ``cuda`` when available, else ``mps``, else ``cpu``; explicit names are checked.
 
-class DeviceError(SatvsrError):
-    """The requested device or precision is not available."""
-
-    exit_code = 2
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → ``cuda`` when available, else ``mps``, else ``cpu``; explicit names are checked."""
+    The one device resolver of the project (upscale, probe, train and benchmark). ``mps=False``
+    leaves MPS out of ``auto`` (training and scoring use CUDA or CPU only).
+    """
     name = (name or "auto").strip().lower()
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", torch.cuda.current_device())
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
+        backend = getattr(torch.backends, "mps", None)
+        if mps and backend is not None and backend.is_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
@@ -43,23 +42,24 @@ def resolve_device(name: str) -> torch.device:
         if dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
     elif dev.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
+        backend = getattr(torch.backends, "mps", None)
+        if backend is None or not backend.is_available():
             raise DeviceError("--device mps: MPS is not available")
     elif dev.type != "cpu":
         raise DeviceError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     return dev
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → fp32 on CPU/MPS, bf16 on CUDA when supported, else fp16; explicit values checked."""
-    p = (precision or "auto").lower()
-    if p not in PRECISIONS:
-        raise DeviceError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    if p == "auto":
+def resolve_precision(precision: str | Precision, device: torch.device) -> Precision:
+    """``auto`` → fp32 on CPU/MPS, bf16 on CUDA when supported, else fp16; explicit values checked.
+
+    An unknown value is an :class:`~satvsr_cli.errors.OptionError` (exit code 2), as everywhere.
+    """
+    p = choice(Precision, precision or Precision.auto)
+    if p == Precision.auto:
         if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
+            return Precision.bf16 if torch.cuda.is_bf16_supported() else Precision.fp16
+        return Precision.fp32
     if p == "fp16" and device.type == "cpu":
         raise DeviceError("--precision fp16 is not supported on CPU; use fp32 or bf16")
     if p == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -69,4 +69,5 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
     """The autocast dtype of a resolved precision (``None`` for fp32)."""
-    return None if precision == "fp32" else _DTYPES[precision]
+    p = choice(Precision, precision)
+    return None if p == Precision.fp32 else _DTYPES[p]
