@@ -200,11 +200,11 @@ def test_probe_video_and_geotiff(clip, tmp_path, tiny_weights):
     res = runner.invoke(app, ["probe", str(tif), "--model", "msdtgp"])
     assert res.exit_code == 0, res.output
     assert "32631" in res.stdout and "-9999" in res.stdout
-    assert "--value-range" in res.stdout  # float data: the range is asked for, not guessed
+    assert "estimated" in res.stdout  # float data: the range comes from the data
     res = runner.invoke(app, ["probe", str(tif), "--model", "msdtgp", "--json"])
     rep = json.loads(res.stdout)
     assert rep["input"]["transform"] == [1.0, 0.5, 10.0, 0.25, -1.0, 20.0]
-    assert rep["output"]["kind"] == "geotiff-stack" and rep["value_range"] is None
+    assert rep["output"]["kind"] == "geotiff-stack" and rep["value_range"]["origin"] == "estimated"
 
 
 def test_help_does_not_import_torch():

@@ -273,12 +273,14 @@ def test_bad_options_fail_before_any_work(tmp_path):
     assert leftovers(tmp_path) == [] and not (tmp_path / "o").exists()
 
 
-def test_float_frames_need_a_value_range(tmp_path):
+def test_float_frames_get_an_estimated_range_or_the_given_one(tmp_path):
     src = make_frames(tmp_path / "in", n=2, fmt="tif", dtype="uint8")
     for p in src.iterdir():
         write_image(p, read_image(p).astype(np.float32) / 255 * 10000, "tif")
-    with pytest.raises(InputError, match="--value-range"):
-        run(UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "o")))
+    s = run(UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "e")))
+    assert s.stats["value_range"]["origin"] == "estimated"
+    assert len(s.stats["value_range"]["lo"]) == 3  # one range per band
+    assert read_image(tmp_path / "e" / "f0.tif").dtype == np.float32
     s = run(UpscaleConfig.from_flags(input=str(src), output=str(tmp_path / "o"), value_range=(0.0, 10000.0)))
     out = read_image(tmp_path / "o" / "f0.tif")
     assert out.dtype == np.float32 and 0 <= out.min() and out.max() <= 10000
@@ -322,7 +324,9 @@ def test_geotiff_stack_to_one_geotiff_per_frame(tmp_path):
             assert (b.width, b.height) == (4 * a.width, 4 * a.height)
             assert b.descriptions == a.descriptions
             tags = b.tags()
-            assert tags["SATVSR_MODEL"] == "local" and tags["SATVSR_NORM"] == "linear 0,4095"
+            assert tags["SATVSR_MODEL"] == "local"
+            assert tags["SATVSR_NORM"] == "linear 0..4095 (metadata)"
+            assert tags["SATVSR_VALUE_RANGE"] == "0,4095"
             assert "SATVSR_WEIGHTS_SHA256" in tags and tags["SATVSR_VERSION"]
             out = b.read(1)
             assert (out[:8, :12] == 0).all()  # nodata restored at x4

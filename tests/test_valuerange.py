@@ -5,15 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from satvsr_cli.engine.convert import from_unit, to_unit
 from satvsr_cli.engine.valuerange import (
     ValueRange,
     estimate,
-    from_unit,
     needs_estimate,
     parse_tag,
     pixel_stride,
     sample_indices,
-    to_unit,
 )
 from satvsr_cli.errors import InputError
 
@@ -91,7 +90,7 @@ def test_inverse_is_exact():
     assert np.allclose(from_unit(to_unit(f, lo, hi), lo, hi, "float64", clip=False), f, atol=1e-6)
     # fixed ranges clip
     assert from_unit(np.array([[[1.5]]]), [0.0], [255.0], "uint8").item() == 255
-    assert to_unit(np.array([[[300.0]]]), [0.0], [255.0], clip=True).item() == 1.0
+    assert from_unit(np.array([[[1.5]]]), [0.0], [2.0], "float32", clip=False).item() == 3.0
 
 
 def test_sampling_is_deterministic_and_bounded():

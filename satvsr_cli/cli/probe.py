@@ -99,7 +99,7 @@ def probe_cmd(
             t.add_row("GCPs", str(len(geo.gcps)))
         if geo.rpcs:
             t.add_row("RPCs", "yes")
-    t.add_row("value range", f"{report.value_range[0]:g} .. {report.value_range[1]:g}"
+    t.add_row("value range", report.value_range.describe()
               if report.value_range else f"[yellow]{report.value_range_note}[/yellow]")
     t.add_row("bands plan", report.bands or "-")
     t.add_row("network", f"{report.model or '?'} (size multiple {report.size_multiple})")

@@ -117,25 +117,33 @@ def check_value_range(rng: tuple[float, float]) -> tuple[float, float]:
     return lo, hi
 
 
-def to_unit(x: npt.NDArray[np.generic], lo: float, hi: float) -> npt.NDArray[np.float32]:
-    """Native values → float32 ``(x - lo) / (hi - lo)`` (not clipped)."""
+def to_unit(
+    x: npt.NDArray[np.generic], lo: npt.ArrayLike, hi: npt.ArrayLike
+) -> npt.NDArray[np.float32]:
+    """Native values → float32 ``(x - lo) / (hi - lo)`` (not clipped); ``lo``/``hi`` are scalars
+    or one value per channel (last axis)."""
     out = x.astype(np.float32)
-    if lo != 0.0:
-        out -= np.float32(lo)
-    out *= np.float32(1.0 / (hi - lo))
+    lo_a = np.asarray(lo, dtype=np.float64)
+    if np.any(lo_a != 0.0):
+        out -= lo_a.astype(np.float32)
+    out *= (1.0 / (np.asarray(hi, dtype=np.float64) - lo_a)).astype(np.float32)
     return out
 
 
 def from_unit(
-    y: npt.NDArray[np.floating], lo: float, hi: float, dtype: np.dtype | str
+    y: npt.NDArray[np.floating], lo: npt.ArrayLike, hi: npt.ArrayLike, dtype: np.dtype | str,
+    *, clip: bool = True,
 ) -> npt.NDArray[np.generic]:
-    """Float ``[0, 1]`` values → native ``dtype``: clipped to [0, 1], scaled to ``[lo, hi]``;
-    integers rounded half to even and clipped to the dtype's range; floats stay float."""
+    """Float ``[0, 1]`` values → native ``dtype``: scaled to ``[lo, hi]`` (clipped to [0, 1]
+    first when ``clip``); integers rounded half to even and clipped to the dtype's range; floats
+    stay float. ``lo``/``hi`` are scalars or one value per channel (last axis)."""
     dt = np.dtype(dtype)
-    v = np.clip(y, 0.0, 1.0).astype(np.float64 if dt.itemsize > 4 else np.float32)
-    v *= hi - lo
-    if lo != 0.0:
-        v += lo
+    work = np.float64 if dt.itemsize > 4 else np.float32
+    v = (np.clip(y, 0.0, 1.0) if clip else y).astype(work)
+    lo_a = np.asarray(lo, dtype=np.float64)
+    v *= (np.asarray(hi, dtype=np.float64) - lo_a).astype(work)
+    if np.any(lo_a != 0.0):
+        v += lo_a.astype(work)
     if dt.kind in "iu":
         info = np.iinfo(dt)
         np.rint(v, out=v)

@@ -44,6 +44,7 @@ from satvsr_cli.engine.tiling import (
     pad_indices,
     plan_tiles,
 )
+from satvsr_cli.engine.valuerange import ValueRange
 from satvsr_cli.errors import OutOfMemory
 from satvsr_cli.io.base import Frame, RowWriter
 
@@ -172,7 +173,7 @@ class WindowUpscaler:
         batch: int,
         cache_budget: int,
         bands: BandPlan,
-        value_range: tuple[float, float],
+        value_range: ValueRange | tuple[float, float],
         out_dtype: str,
         on_warning: Callable[[str], None] | None = None,
         size_multiple: int | None = None,
@@ -187,7 +188,10 @@ class WindowUpscaler:
         self.batch = max(1, batch)
         self.cache_budget = max(0, cache_budget)
         self.bands = bands
-        self.lo, self.hi = value_range
+        # a plain (lo, hi) pair is a fixed range for every band (library callers)
+        self.vrange = (value_range if isinstance(value_range, ValueRange)
+                       else ValueRange((float(value_range[0]),), (float(value_range[1]),),
+                                       "override"))
         self.out_dtype = out_dtype
         self.on_warning = on_warning or (lambda _msg: None)
         self.scale = int(getattr(model, "scale", 4))
@@ -239,7 +243,7 @@ class WindowUpscaler:
             block = data[np.ix_(self._rows[tile.y0 : tile.y1], self._cols[tile.x0 : tile.x1])]
         chans = list(group)
         sel = block[..., chans] if chans != list(range(block.shape[2])) else block
-        arr = to_unit(np.ascontiguousarray(sel), self.lo, self.hi).transpose(2, 0, 1)
+        arr = to_unit(np.ascontiguousarray(sel), *self.vrange.arrays(chans)).transpose(2, 0, 1)
         return torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
 
     def _autocast(self, fp32: bool) -> contextlib.AbstractContextManager[Any]:
@@ -458,7 +462,8 @@ class WindowUpscaler:
         def emit(y0: int, y1: int, block: np.ndarray) -> None:
             for b, cs in targets:
                 vals = block[cs[0]] if len(cs) == 1 else block[cs].mean(axis=0)
-                out[b, y0:y1] = from_unit(vals, self.lo, self.hi, self.out_dtype)
+                out[b, y0:y1] = from_unit(vals, *self.vrange.band(b), self.out_dtype,
+                                          clip=self.vrange.clip)
 
         return emit
 
@@ -471,7 +476,8 @@ class WindowUpscaler:
             rows = np.empty((len(targets), y1 - y0, block.shape[2]), dtype=self.out_dtype)
             for b, cs in targets:
                 vals = block[cs[0]] if len(cs) == 1 else block[cs].mean(axis=0)
-                rows[b] = from_unit(vals, self.lo, self.hi, self.out_dtype)
+                rows[b] = from_unit(vals, *self.vrange.band(b), self.out_dtype,
+                                    clip=self.vrange.clip)
             vrows = None
             if valid is not None:  # HR rows are multiples of the scale (tile starts x s)
                 lr = valid[y0 // s : -(-y1 // s)]

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import torch
 
     from satvsr_cli.engine.config import UpscaleConfig
+    from satvsr_cli.engine.valuerange import ValueRange
 
 FORMAT = "satvsr-job/1"
 
@@ -106,7 +107,7 @@ def job_params(
     end: int | None,
     device: torch.device,
     precision: Precision,
-    vrange: tuple[float, float] | None,
+    vrange: ValueRange | None,
     label: str,
     weights_id: str,
 ) -> dict[str, Any]:
@@ -119,7 +120,7 @@ def job_params(
         "start": start, "end": end, "temporal_padding": str(comp.temporal_padding),
         "tile": comp.tile, "tile_overlap": comp.tile_overlap, "blend": str(comp.blend),
         "batch": comp.batch, "device": device.type, "precision": str(precision),
-        "value_range": list(vrange), "bands": inp.bands,
+        "value_range": vrange.to_json(), "bands": inp.bands,
         "bands_per_frame": inp.bands_per_frame, "fps": str(video.fps),
         "codec": video.codec, "crf": video.crf, "preset": video.preset,
         "pix_fmt": video.pix_fmt, "encoder_opts": list(video.encoder_opts),

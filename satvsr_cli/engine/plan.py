@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, Any
 from satvsr_cli import __version__
 from satvsr_cli.device import resolve_device, resolve_precision
 from satvsr_cli.engine.config import UpscaleConfig
-from satvsr_cli.engine.convert import BandPlan, default_value_range, plan_bands
+from satvsr_cli.engine.convert import (
+    BandPlan,
+    check_value_range,
+    default_value_range,
+    plan_bands,
+)
 from satvsr_cli.engine.manifest import (
     ResumeDecision,
     check_existing_output,
@@ -35,9 +40,17 @@ from satvsr_cli.engine.manifest import (
 )
 from satvsr_cli.engine.memory import Resources, choose_resources
 from satvsr_cli.engine.tiling import TilePlan, plan_tiles
+from satvsr_cli.engine.valuerange import (
+    ValueRange,
+    estimate,
+    needs_estimate,
+    parse_tag,
+    sample_indices,
+)
 from satvsr_cli.errors import InputError, OutputError, SatvsrError
 from satvsr_cli.io import default_output, open_source, output_kind
 from satvsr_cli.io.base import FrameSource, SourceInfo
+from satvsr_cli.io.geotiff.meta import VALUE_RANGE_TAG
 from satvsr_cli.io.video import check_video_output
 from satvsr_cli.options import OutputKind, Precision
 
@@ -100,15 +113,42 @@ def state_sha256(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def value_range_for(info: SourceInfo, override: tuple[float, float] | None) -> tuple[float, float]:
-    """The normalisation range: ``--value-range`` > metadata > integer dtype range."""
-    if info.kind == "geotiff" and info.geo is not None:
-        from satvsr_cli.io.geotiff import value_range
+def value_range_for(
+    info: SourceInfo, override: tuple[float, float] | None, source: FrameSource | None = None
+) -> ValueRange:
+    """The job's per-band value range (rule in :mod:`satvsr_cli.engine.valuerange`):
+    ``--value-range`` > metadata > 8-bit 0..255 > estimated from ``source``'s frames."""
+    if override is not None:
+        lo, hi = check_value_range(override)
+        return ValueRange((lo,), (hi,), "override")
+    geo = info.geo if info.kind == "geotiff" else None
+    tag = geo.tags.get(VALUE_RANGE_TAG) if geo is not None else None
+    parsed = parse_tag(tag, info.bands) if tag else None
+    if parsed is not None:
+        return parsed
+    meta = geo.value_range if geo is not None else info.value_range
+    if meta is not None:
+        return ValueRange((float(meta[0]),), (float(meta[1]),), "metadata")
+    if not needs_estimate(info.dtype):
+        lo, hi = default_value_range(info.dtype)
+        return ValueRange((lo,), (hi,), "dtype")
+    if source is None:
+        raise InputError(f"{info.spec}: {info.dtype} data needs its value range estimated "
+                         "from the frames; pass --value-range LO,HI")
+    return estimate(sampled_frames(source))
 
-        return value_range(info.geo, override)
-    if override is None and info.value_range is not None:
-        return info.value_range
-    return default_value_range(info.dtype, override)
+
+def sampled_frames(source: FrameSource) -> Iterator[tuple[Any, Any]]:
+    """``(data, valid)`` of the frames an estimated range is computed from: up to
+    :data:`~satvsr_cli.engine.valuerange.SAMPLE_FRAMES` evenly spaced frames (the first ones
+    of a video, whose frames can only be decoded in order)."""
+    info = source.info
+    n = info.n_frames if info.kind != "video" and info.n_frames_exact else None
+    for i in sample_indices(n):
+        frame = next(iter(source.frames(i)), None)
+        if frame is None:
+            return
+        yield frame.data, frame.valid
 
 
 def check_output_location(out: Path, info: SourceInfo) -> None:
@@ -146,7 +186,7 @@ class JobPlan:
     start: int
     end: int | None
     bands: BandPlan | None
-    value_range: tuple[float, float] | None
+    value_range: ValueRange | None
     device: torch.device
     precision: Precision
     model: LoadedModel | None
@@ -184,7 +224,7 @@ class JobPlan:
         assert self.model is not None and self.bands is not None and self.value_range is not None
         sha = self.model.sha256
         comp = self.config.compute
-        lo, hi = self.value_range
+        vr = self.value_range
         tags = {
             "SATVSR_MODEL": self.model.label,
             "SATVSR_WEIGHTS_SHA256": sha or f"(random init, state {self.weights_id})",
@@ -195,7 +235,8 @@ class JobPlan:
             "SATVSR_OVERLAP": str(self.tiles.overlap),
             "SATVSR_BLEND": str(comp.blend),
             "SATVSR_PRECISION": str(self.precision),
-            "SATVSR_NORM": f"linear {lo:g},{hi:g}",
+            "SATVSR_NORM": f"linear {vr.describe()}",
+            VALUE_RANGE_TAG: vr.to_tag(),
             "SATVSR_BANDS": self.bands.describe(),
             "SATVSR_SOURCE": str(self.info.spec),
         }
@@ -339,14 +380,28 @@ def plan_job(
             warn(msg)
 
     check_config(config)
+    vrange: ValueRange | None = None
+    vr_note: str | None = None
+
+    def _range(src: FrameSource) -> None:
+        nonlocal vrange, vr_note
+        try:
+            vrange = value_range_for(src.info, config.input.value_range, src)
+        except SatvsrError as exc:
+            if build:
+                raise
+            vr_note = str(exc)
+
     if source is None:
         with open_source(
             config.input.path, config.input.type, bands_per_frame=config.input.bands_per_frame,
             autorotate=config.input.autorotate,
         ) as opened:
             info = opened.info
+            _range(opened)
     else:
         info = source.info
+        _range(source)
     notes: list[str] = []
     out = Path(config.output.path) if config.output.path else default_output(info)
     kind = output_kind(out, info)
@@ -356,20 +411,13 @@ def plan_job(
               f"order at a constant {info.fps} fps")
 
     bands: BandPlan | None = None
-    bands_note = vr_note = None
-    vrange: tuple[float, float] | None = None
+    bands_note = None
     try:
         bands = plan_bands(info.bands, config.input.bands)
     except SatvsrError as exc:
         if build:
             raise
         bands_note = str(exc)
-    try:
-        vrange = value_range_for(info, config.input.value_range)
-    except SatvsrError as exc:
-        if build:
-            raise
-        vr_note = str(exc)
 
     fps: Fraction | None = None
     if kind == OutputKind.video:

@@ -16,6 +16,7 @@ import numpy as np
 from satvsr_cli.engine.config import UpscaleConfig
 from satvsr_cli.engine.memory import format_bytes
 from satvsr_cli.engine.plan import SCALE, JobPlan, plan_job
+from satvsr_cli.engine.valuerange import ValueRange
 from satvsr_cli.io.base import SourceInfo
 
 
@@ -32,7 +33,7 @@ class ProbeReport:
     grid: tuple[int, int]
     overlap: int
     batch: int
-    value_range: tuple[float, float] | None
+    value_range: ValueRange | None
     value_range_note: str | None
     bands: str | None
     output: Path
@@ -69,7 +70,7 @@ class ProbeReport:
             "precision": self.precision, "tile": list(self.tile), "grid": list(self.grid),
             "tiles_per_frame": self.grid[0] * self.grid[1], "overlap": self.overlap,
             "batch": self.batch,
-            "value_range": list(self.value_range) if self.value_range else None,
+            "value_range": self.value_range.to_json() if self.value_range else None,
             "value_range_note": self.value_range_note, "bands": self.bands,
             "output": {
                 "path": str(self.output), "kind": self.output_kind,

@@ -193,7 +193,7 @@ def _summary(
         warnings=tuple(warnings_list),
         stats={"windows": stats.windows, "tiles": stats.tiles, "extracted": stats.extracted,
                "cache_hits": stats.cache_hits, "nonfinite_left": stats.nonfinite_left,
-               "bands": plan.bands.describe(), "value_range": list(plan.value_range)},
+               "bands": plan.bands.describe(), "value_range": plan.value_range.to_json()},
     )
     emit(ProgressEvent("done", done=summary.frames_total, total=summary.frames_total,
                        elapsed_s=wall, fps=summary.fps, info=summary.to_json()))

@@ -196,39 +196,13 @@ def estimate(
     return ValueRange(tuple(lo), tuple(hi), "estimated")
 
 
-def to_unit(x: npt.NDArray[np.generic], lo: npt.ArrayLike, hi: npt.ArrayLike,
-            clip: bool = False) -> npt.NDArray[np.float32]:
-    """Native ``(…, C)`` values → float32 ``(x − lo) / (hi − lo)`` per channel."""
-    lo_a = np.asarray(lo, dtype=np.float64)
-    scale = 1.0 / (np.asarray(hi, dtype=np.float64) - lo_a)
-    out = ((x.astype(np.float64) - lo_a) * scale).astype(np.float32)
-    return np.clip(out, 0.0, 1.0, out=out) if clip else out
-
-
-def from_unit(y: npt.NDArray[np.floating], lo: npt.ArrayLike, hi: npt.ArrayLike,
-              dtype: np.dtype | str, clip: bool = True) -> npt.NDArray[np.generic]:
-    """Float ``(…, C)`` → native ``dtype``: ``lo + y·(hi − lo)`` per channel (``y`` clipped to
-    [0, 1] when ``clip``); integers rounded half to even and clipped to the dtype."""
-    dt = np.dtype(dtype)
-    lo_a = np.asarray(lo, dtype=np.float64)
-    v = np.clip(y, 0.0, 1.0) if clip else np.asarray(y)
-    v = v.astype(np.float64) * (np.asarray(hi, dtype=np.float64) - lo_a) + lo_a
-    if dt.kind in "iu":
-        info = np.iinfo(dt)
-        np.rint(v, out=v)
-        np.clip(v, info.min, info.max, out=v)
-    return v.astype(dt)
-
-
 __all__ = [
     "PERCENTILES",
     "SAMPLE_FRAMES",
     "ValueRange",
     "estimate",
-    "from_unit",
     "needs_estimate",
     "parse_tag",
     "pixel_stride",
     "sample_indices",
-    "to_unit",
 ]
