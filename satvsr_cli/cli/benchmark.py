@@ -82,8 +82,17 @@ def _summary_rows(report: BenchmarkReport) -> list[list[str]]:
                 _fmt(m.fps_end_to_end, ".2f"),
                 _fmt(m.peak_mem_mb, ".0f"),
             ]
+            + ([_fmt(m.window_gain_db, "+.3f")] if _ablated(report) else [])
         )
     return rows
+
+
+def _ablated(report: BenchmarkReport) -> bool:
+    return any(m.window_gain_db is not None for m in report.methods)
+
+
+def _summary_header(report: BenchmarkReport) -> list[str]:
+    return SUMMARY_HEADER + (["window gain (dB)"] if _ablated(report) else [])
 
 
 SUMMARY_HEADER = [
@@ -120,7 +129,8 @@ def _settings_line(report: BenchmarkReport) -> str:
     crop = s["crop_border"]
     return (
         f"{s['channel'].upper()}, crop {crop}, data range {s['data_range']:g}, "
-        f"padding {s['temporal_padding']}, LR: {s['lr_source']}, "
+        f"padding {s['temporal_padding']}, LR: {s['lr_source']}"
+        f"{', coded ' + s['lr_codec'].split(':')[0] if s.get('lr_codec') else ''}, "
         f"device {s['device']} ({s['device_name']}), {s['precision']}"
     )
 
@@ -137,7 +147,8 @@ def _render(report: BenchmarkReport, out: Console, markdown: bool) -> None:
     if markdown:
         out.print(_markdown(CLIP_HEADER, _clip_rows(report)), markup=False, highlight=False)
         out.print()
-        out.print(_markdown(SUMMARY_HEADER, _summary_rows(report)), markup=False, highlight=False)
+        out.print(_markdown(_summary_header(report), _summary_rows(report)), markup=False,
+                  highlight=False)
         out.print()
         out.print(_settings_line(report), markup=False, highlight=False)
         return
@@ -148,7 +159,7 @@ def _render(report: BenchmarkReport, out: Console, markdown: bool) -> None:
         per_clip.add_row(*r)
     out.print(per_clip)
     summary = Table(title="Summary (mean over clips)", title_justify="left")
-    for i, h in enumerate(SUMMARY_HEADER):
+    for i, h in enumerate(_summary_header(report)):
         summary.add_column(h, justify="left" if i == 0 else "right")
     for r in _summary_rows(report):
         summary.add_row(*r)
@@ -310,6 +321,22 @@ def benchmark(
         int | None,
         typer.Option("--max-frames", min=1, help="Score only the first N frames of each clip."),
     ] = None,
+    lr_codec: Annotated[
+        str | None,
+        typer.Option(
+            "--lr-codec", metavar="CODEC:CRF",
+            help="Code each LR clip as a user's mp4 first (h264:23 = libx264 -crf 23 -preset "
+            "medium -pix_fmt yuv420p; h265:CRF), for every method, bicubic included.",
+        ),
+    ] = None,
+    ablate_window: Annotated[
+        bool,
+        typer.Option(
+            "--ablate-window",
+            help="Also score each network with five copies of the centre frame and report "
+            "the temporal contribution (window gain, dB).",
+        ),
+    ] = False,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[
         str, typer.Option("--precision", help="fp32, bf16 or fp16 (networks).")
@@ -396,6 +423,8 @@ def benchmark(
             quantize=quantize,
             batch_size=batch_size or 1,
             progress=on_frame,
+            lr_codec=lr_codec,
+            ablate_window=ablate_window,
         )
     finally:
         status.stop()

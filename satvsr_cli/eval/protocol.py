@@ -88,11 +88,19 @@ class LoadedClip:
     dtype: np.dtype[Any]
 
 
-def load_lr(clip: Clip, *, lr_from_gt: bool, max_frames: int | None) -> LoadedClip:
-    """Read (or make) the LR frames needed to score the first ``max_frames`` centres."""
+def load_lr(clip: Clip, *, lr_from_gt: bool, max_frames: int | None,
+            lr_codec: tuple[str, int] | None = None) -> LoadedClip:
+    """Read (or make) the LR frames needed to score the first ``max_frames`` centres.
+
+    With ``lr_codec`` (codec, CRF) the clip's LR frames are coded as one video and decoded
+    (:func:`satvsr_cli.io.lossy.code_frames`, the recipe of a user's mp4) before scoring; the
+    whole clip is coded, so the result does not depend on ``max_frames``.
+    """
     n_total = len(clip.gt)
     n_eval = n_total if max_frames is None else min(n_total, max_frames)
     n_load = min(n_total, n_eval + N_FRAMES // 2)  # neighbours of the last scored centre
+    if lr_codec is not None:
+        n_load = n_total
     use_gt = lr_from_gt or clip.lr is None
     gt0 = read_frame(clip.gt[0])
     lr: list[npt.NDArray[Any]] = []
@@ -117,12 +125,20 @@ def load_lr(clip: Clip, *, lr_from_gt: bool, max_frames: int | None) -> LoadedCl
             )
         if f.dtype != gt0.dtype:
             raise InputError(f"{(clip.lr or clip.gt)[i]}: LR is {f.dtype}, GT is {gt0.dtype}")
+    source = LR_FROM_GT if use_gt else LR_FROM_FILES
+    if lr_codec is not None:
+        from satvsr_cli.io.lossy import code_frames
+
+        if gt0.dtype != np.uint8:
+            raise InputError(f"{clip.gt[0]}: --lr-codec needs 8-bit frames, got {gt0.dtype}")
+        lr = list(code_frames(np.stack(lr), lr_codec[0], lr_codec[1]))
+        source += f", coded {lr_codec[0]} crf {lr_codec[1]}"
     return LoadedClip(
         clip=clip,
         lr=lr,
         n_total=n_total,
         n_eval=n_eval,
-        lr_source=LR_FROM_GT if use_gt else LR_FROM_FILES,
+        lr_source=source,
         gt_shape=gt0.shape,
         dtype=gt0.dtype,
     )
@@ -170,6 +186,7 @@ def predict_windows(
     temporal_padding: str = "centre",
     batch_size: int = 1,
     share_features: bool = True,
+    static: bool = False,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Super-resolve the frames ``centres`` of a clip, in order, one window per centre.
 
@@ -189,6 +206,8 @@ def predict_windows(
         temporal_padding: ``centre`` (papers), ``reflect`` or ``replicate``.
         batch_size: windows per forward.
         share_features: use the engine path when the network allows it.
+        static: five copies of the centre frame instead of the real window (the
+            temporal ablation: what the network makes of one frame alone).
 
     Yields:
         ``(centre, (3, 4h, 4w) float tensor)`` on the device, unclamped.
@@ -198,7 +217,8 @@ def predict_windows(
     h, w = frames.shape[-2:]
     scale = int(getattr(model, "scale", SCALE))
     pad = cast(TemporalPadding, temporal_padding)
-    windows = [frame_indices(c, n_total, N_FRAMES, pad) for c in centres]
+    windows = [[c] * N_FRAMES if static else frame_indices(c, n_total, N_FRAMES, pad)
+               for c in centres]
     bs = max(1, int(batch_size))
     if not (share_features and has_engine_api(model)):
         for s in range(0, len(centres), bs):
@@ -271,6 +291,8 @@ def evaluate_model(
     name: str = "model",
     measure: bool = False,
     progress: ProgressFn | None = None,
+    lr_codec: tuple[str, int] | None = None,
+    ablate_window: bool = False,
 ) -> MethodResult:
     """Score a network on clips (the papers' protocol by default); usable for validation.
 
@@ -294,6 +316,9 @@ def evaluate_model(
         measure: also measure parameters, GMAC, model-only time (after a warm-up), end-to-end
             fps and peak memory (costs two extra forwards per LR size: the MAC count and a warm-up).
         progress: optional per-frame callback.
+        lr_codec: code the LR clip as a video first (see :func:`load_lr`).
+        ablate_window: also score every frame with five copies of its centre frame (untimed)
+            and report the temporal contribution (:attr:`MethodResult.window_gain_db`).
 
     Returns:
         The per-clip and mean scores (and costs when ``measure``).
@@ -325,7 +350,8 @@ def evaluate_model(
         with mem or contextlib.nullcontext(), torch.inference_mode():
             t_start = time.perf_counter()
             for clip in clips:
-                loaded = load_lr(clip, lr_from_gt=lr_from_gt, max_frames=max_frames)
+                loaded = load_lr(clip, lr_from_gt=lr_from_gt, max_frames=max_frames,
+                                 lr_codec=lr_codec)
                 data_range = data_range_of(loaded.dtype)
                 lr_np = np.stack(loaded.lr).astype(np.float32) / np.float32(data_range)
                 frames = torch.from_numpy(lr_np).permute(0, 3, 1, 2).contiguous().to(dev)
@@ -389,6 +415,20 @@ def evaluate_model(
                         warm_sizes.get(lr_hw) if measure else None,
                     )
                 )
+                if ablate_window:
+                    t0 = time.perf_counter()
+                    static = []
+                    with autocast:
+                        for c, out in predict_windows(
+                            model, frames, range(loaded.n_eval), n_total=loaded.n_total,
+                            temporal_padding=temporal_padding, batch_size=batch_size,
+                            static=True,
+                        ):
+                            pred = to_numpy_pred(out, data_range, quantize, loaded.dtype)
+                            static.append(score(pred, read_gt(loaded, c), loaded.clip.gt[c],
+                                                data_range, crop_border, y_channel)[0])
+                    result.static_psnr[clip.name] = float(np.mean(static))
+                    wall_excluded += time.perf_counter() - t0
             wall = time.perf_counter() - t_start
     except torch.cuda.OutOfMemoryError:
         raise SatvsrError(
@@ -434,6 +474,7 @@ def evaluate_bicubic(
     max_frames: int | None = None,
     border: str = "clamp",
     progress: ProgressFn | None = None,
+    lr_codec: tuple[str, int] | None = None,
 ) -> MethodResult:
     """Score the bicubic baseline: ``imresize(LR, 4)`` (MATLAB bicubic) rounded to the GT dtype.
 
@@ -450,7 +491,8 @@ def evaluate_bicubic(
     with PeakMemory(torch.device("cpu")) as mem:
         t_start = time.perf_counter()
         for clip in clips:
-            loaded = load_lr(clip, lr_from_gt=lr_from_gt, max_frames=max_frames)
+            loaded = load_lr(clip, lr_from_gt=lr_from_gt, max_frames=max_frames,
+                             lr_codec=lr_codec)
             data_range = data_range_of(loaded.dtype)
             fp: list[float] = []
             fs: list[float] = []

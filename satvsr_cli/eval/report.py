@@ -43,6 +43,17 @@ class MethodResult:
     device: str = "cpu"
     precision: str = "fp32"
     weights_sha256: str | None = None
+    #: per clip, the mean PSNR with five copies of the centre frame (``--ablate-window``)
+    static_psnr: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def window_gain_db(self) -> float | None:
+        """PSNR with the real 5-frame window minus PSNR with five copies of the centre frame,
+        mean over clips: the network's temporal contribution (``None`` unless ablated)."""
+        if not self.static_psnr:
+            return None
+        return float(np.mean([c.psnr - self.static_psnr[c.clip] for c in self.clips
+                              if c.clip in self.static_psnr]))
 
     @property
     def frames(self) -> int:
@@ -99,6 +110,7 @@ class BenchmarkReport:
                 "lr_size": list(c.lr_size),
                 "lr_source": c.lr_source,
                 "gmac_per_frame": num(c.gmac_per_frame),
+                "psnr_static_window": num(m.static_psnr.get(c.clip)),
                 "frame_psnr": [num(v) for v in c.frame_psnr],
                 "frame_ssim": [num(v) for v in c.frame_ssim],
             }
@@ -123,6 +135,7 @@ class BenchmarkReport:
                 "device": m.device,
                 "precision": m.precision,
                 "weights_sha256": m.weights_sha256,
+                "window_gain_db": num(m.window_gain_db),
             }
             for m in self.methods
         ]

@@ -22,12 +22,17 @@ from satvsr_cli.eval.protocol import (
 )
 from satvsr_cli.eval.report import BenchmarkReport, MethodResult, versions
 from satvsr_cli.eval.runtime import device_name, resolve_device
+from satvsr_cli.io.lossy import ENCODERS, parse_codec
 from satvsr_cli.jilin import Clip, find_clips
 from satvsr_cli.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW
 from satvsr_cli.options import Precision, TemporalPadding, choice
 
 if TYPE_CHECKING:
     import torch
+
+
+#: the ffmpeg encoder of each ``--lr-codec`` name, for the settings record
+CODEC_RECIPE = {name: f"-c:v {enc}" for name, enc in ENCODERS.items()}
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,8 @@ def evaluate(
     batch_size: int = 1,
     progress: ProgressFn | None = None,
     on_method: Callable[[str], None] | None = None,
+    lr_codec: str | None = None,
+    ablate_window: bool = False,
 ) -> BenchmarkReport:
     """Benchmark bicubic and networks on a Jilin-189 style folder.
 
@@ -80,6 +87,10 @@ def evaluate(
         y_channel, crop_border, temporal_padding, lr_from_gt, max_frames, quantize, batch_size:
             see :func:`evaluate_model`.
         progress: per-frame callback. on_method: called with each method name before it runs.
+        lr_codec: ``CODEC:CRF`` (``h264:23``): every method gets the LR clip coded as a
+            user's mp4 (:func:`satvsr_cli.io.lossy.code_frames`), bicubic included.
+        ablate_window: also score the networks with five copies of the centre frame and report
+            the temporal contribution (``window_gain_db``).
 
     Raises:
         InputError: missing data or malformed clips. ModelError / WeightsError: bad networks.
@@ -90,6 +101,7 @@ def evaluate(
         raise InputError(f"--max-frames must be >= 1, got {max_frames}")
     if crop_border < 0:
         raise InputError(f"--crop-border must be >= 0, got {crop_border}")
+    codec = parse_codec(lr_codec) if lr_codec is not None else None
     temporal_padding = choice(TemporalPadding, temporal_padding)
     precision = choice(Precision, precision)
     root = Path(data)
@@ -144,6 +156,12 @@ def evaluate(
         "temporal_padding": temporal_padding,
         "lr_source": _lr_source_summary(clips, lr_from_gt),
         "lr_generator": "imresize(GT, 1/4): MATLAB bicubic, antialiased, a=-0.5, clamped borders",
+        "lr_codec": None if codec is None else (
+            f"{codec[0]} crf {codec[1]}: the clip's LR frames coded as one video with the "
+            f"bundled ffmpeg ({CODEC_RECIPE[codec[0]]} -crf {codec[1]} -preset medium "
+            "-pix_fmt yuv420p, 10 fps, one thread) and decoded, for every method"),
+        "window_ablation": "psnr_static_window: five copies of the centre frame; "
+        "window_gain_db = psnr − psnr_static_window" if ablate_window else None,
         "bicubic": "imresize(LR, 4): MATLAB bicubic, a=-0.5, clamped borders, rounded to uint8",
         "device": str(dev),
         "device_name": device_name(dev),
@@ -181,6 +199,7 @@ def evaluate(
         lr_from_gt=lr_from_gt,
         max_frames=max_frames,
         progress=progress,
+        lr_codec=codec,
     )
     methods.append(bic)
     for net, label, sha, _ in nets:
@@ -202,6 +221,8 @@ def evaluate(
                 name=label,
                 measure=True,
                 progress=progress,
+                lr_codec=codec,
+                ablate_window=ablate_window,
             )
         except RuntimeError as exc:  # e.g. an op unsupported in this precision on this device
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

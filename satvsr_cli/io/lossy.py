@@ -23,6 +23,9 @@ U8 = npt.NDArray[np.uint8]
 
 #: codec name → ffmpeg encoder
 ENCODERS: dict[str, str] = {"h264": "libx264", "h265": "libx265"}
+#: smallest frame side an encoder accepts (libx265 refuses frames below 16 px); smaller frames
+#: are edge-padded for coding and cropped back
+MIN_SIZE: dict[str, int] = {"h265": 16}
 
 
 def parse_codec(text: str) -> tuple[str, int]:
@@ -49,8 +52,8 @@ def code_frames(
     """Code ``(N, H, W, 3)`` uint8 RGB frames as one ``yuv420p`` video and decode them back.
 
     ``keyint`` forces a key frame every ``keyint`` frames with scene-cut detection off (clips
-    coded back to back, each its own GOP); ``None`` keeps the encoder's defaults. Odd sizes are
-    edge-padded to even for the 4:2:0 chroma and cropped back.
+    coded back to back, each its own GOP); ``None`` keeps the encoder's defaults. Odd sizes
+    (and sides below :data:`MIN_SIZE`) are edge-padded for the 4:2:0 chroma and cropped back.
 
     Raises:
         InputError: unknown codec, or ffmpeg failed (its last message in the error).
@@ -62,7 +65,8 @@ def code_frames(
     n, h, w, c = frames.shape
     if c != 3:
         raise InputError(f"lossy coding needs RGB frames, got {c} channels")
-    ph, pw = h + h % 2, w + w % 2
+    least = MIN_SIZE.get(codec, 2)
+    ph, pw = max(h + h % 2, least), max(w + w % 2, least)
     if (ph, pw) != (h, w):
         frames = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
     ff = imageio_ffmpeg.get_ffmpeg_exe()
