@@ -79,3 +79,13 @@ def test_lr_codec_needs_8_bit(tmp_path):
         iio.imwrite(root / "LR4x" / "000" / f"{t}.tif", rng.integers(0, 65535, (4, 4, 3), np.uint16))
     with pytest.raises(InputError, match="8-bit"):
         load_lr(find_clips(root)[0], lr_from_gt=False, max_frames=None, lr_codec=("h264", 23))
+
+
+def test_benchmark_takes_a_shipped_weights_id(tmp_path):
+    from satvsr_cli.eval.run import evaluate
+    from satvsr_cli.weights import shipped_ids
+
+    data = make_dataset(tmp_path / "d", clips=(("000", 5, True, 3),))
+    ref = shipped_ids()[0]
+    rep = evaluate(data / "eval", weights=[ref], max_frames=1)
+    assert len(rep.methods) == 2 and rep.methods[1].weights_sha256

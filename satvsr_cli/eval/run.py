@@ -123,7 +123,7 @@ def evaluate(
         net, label, sha = wmod.resolve_model(None, None, dev)
         nets.append((net, label, sha, str(wmod.default_weights())))
     for req in requests:  # resolve everything before the first long computation
-        if req.weights is not None and not Path(req.weights).exists():
+        if req.weights is not None and not wmod.find_weights(req.weights).exists():
             raise WeightsError(f"{req.weights}: weights file not found")
         net, label, sha = wmod.resolve_model(req.name, req.weights, dev, allow_random=allow_random)
         nets.append((net, label, sha, str(req.weights) if req.weights is not None else None))
