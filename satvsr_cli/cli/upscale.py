@@ -464,7 +464,7 @@ def upscale_cmd(
 ) -> None:
     """Super-resolve a satellite video, frame folder or GeoTIFF stack x4.
 
-    Example: [bold]satvsr upscale demo/demo_drift.mp4 -o demo_x4.mp4[/bold]
+    Example: [bold]satvsr upscale demo/freeway_drift.mp4 -o freeway_x4.mp4[/bold]
     """
     config = build_config(
         input=input, output=output, input_type=input_type, model=model, weights=weights,
