@@ -38,6 +38,46 @@ class ModelRequest:
     weights: str | Path | None = None
 
 
+def weights_source(loaded: object, weights: str | Path | None) -> str | None:
+    """Where a row's weights come from: the path as given, or ``shipped ID`` (``None``: untrained)."""
+    from satvsr_cli import weights as wmod
+
+    if weights is not None:
+        return str(weights)
+    manifest = getattr(loaded, "manifest", None)
+    if manifest is None:
+        return None
+    return f"shipped {wmod.weights_id(manifest.path)}"
+
+
+def unique_labels(labels: Sequence[str], sources: Sequence[str | None]) -> list[str]:
+    """Row labels made unique, so that results, the sha256 map and tables name one row each.
+
+    A label used by several rows (e.g. ``lgtd_small (lgtd_small.v1.safetensors)`` for the
+    shipped file and for a file of the same name elsewhere) names its source instead of the
+    file name: ``lgtd_small (shipped lgtd_small.v1)``, ``lgtd_small (other/lgtd_small.v1.safetensors)``.
+    Rows that still share a label (the same file twice, two untrained networks) get `` #2``,
+    `` #3``... in order. Unique labels are kept as they are.
+    """
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    named = []
+    for label, source in zip(labels, sources, strict=True):
+        if counts[label] > 1 and source is not None:
+            base = label[: label.rindex(" (")] if label.endswith(")") and " (" in label else label
+            label = f"{base} ({source})"
+        named.append(label)
+    out: list[str] = []
+    for label in named:
+        candidate, k = label, 1
+        while candidate in out:
+            k += 1
+            candidate = f"{label} #{k}"
+        out.append(candidate)
+    return out
+
+
 def _lr_source_summary(clips: list[Clip], lr_from_gt: bool) -> str:
     from_gt = [c.name for c in clips if lr_from_gt or c.lr is None]
     if not from_gt:
@@ -107,14 +147,23 @@ def evaluate(
     requests: list[ModelRequest] = [ModelRequest(name=n) for n in models]
     requests += [ModelRequest(weights=p) for p in weights]
     nets: list[tuple[torch.nn.Module, str, str | None, str | None]] = []
+    sources: list[str | None] = []
     if not requests and include_default and wmod.default_weights() is not None:
-        net, label, sha = wmod.resolve_model(None, None, dev)
+        loaded = wmod.resolve_model(None, None, dev)
+        net, label, sha = loaded
         nets.append((net, label, sha, str(wmod.default_weights())))
+        sources.append(weights_source(loaded, None))
     for req in requests:  # resolve everything before the first long computation
         if req.weights is not None and not Path(req.weights).exists():
             raise WeightsError(f"{req.weights}: weights file not found")
-        net, label, sha = wmod.resolve_model(req.name, req.weights, dev, allow_random=allow_random)
-        nets.append((net, label, sha, str(req.weights) if req.weights is not None else None))
+        loaded = wmod.resolve_model(req.name, req.weights, dev, allow_random=allow_random)
+        net, label, sha = loaded
+        manifest = getattr(loaded, "manifest", None)
+        path = req.weights if req.weights is not None else getattr(manifest, "path", None)
+        nets.append((net, label, sha, str(path) if path is not None else None))
+        sources.append(weights_source(loaded, req.weights))
+    labels = unique_labels([label for _, label, _, _ in nets], sources)
+    nets = [(net, lab, sha, path) for (net, _, sha, path), lab in zip(nets, labels, strict=True)]
 
     settings: dict[str, Any] = {
         "data": str(root.resolve()),
