@@ -299,6 +299,22 @@ def benchmark(
         Path | None, typer.Option("--json", help="Write settings, per-clip results and summary.")
     ] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write a CSV table.")] = None,
+    compare_png: Annotated[
+        Path | None,
+        typer.Option(
+            "--compare-png",
+            help="Write a comparison picture of one frame of the first clip: LR (nearest x4) | "
+            "bicubic | each network | GT, with each panel's PSNR.",
+        ),
+    ] = None,
+    compare_frame: Annotated[
+        int | None,
+        typer.Option(
+            "--compare-frame",
+            min=0,
+            help="Frame (0-based) for --compare-png. Default: the middle scored frame.",
+        ),
+    ] = None,
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Print Markdown tables instead of rich tables.")
     ] = False,
@@ -369,9 +385,16 @@ def benchmark(
     err = Console(stderr=True)
     _check_output(json_out, "--json")
     _check_output(csv_out, "--csv")
+    _check_output(compare_png, "--compare-png")
+    if compare_png is not None and compare_png.suffix.lower() != ".png":
+        raise OutputError(f"{compare_png}: --compare-png writes a .png file")
+    if compare_frame is not None and compare_png is None:
+        raise InputError("--compare-frame needs --compare-png")
     models = list(model or [])
     weight_files = list(weights or [])
     if speed:
+        if compare_png is not None:
+            raise InputError("--compare-png needs --data (speed mode has no ground truth)")
         _run_speed(
             models,
             weight_files,
@@ -415,6 +438,8 @@ def benchmark(
             quantize=quantize,
             batch_size=batch_size or 1,
             progress=on_frame,
+            compare_png=compare_png,
+            compare_frame=compare_frame,
         )
     finally:
         status.stop()
@@ -425,6 +450,8 @@ def benchmark(
     if csv_out is not None:
         _write_atomic(csv_out, _csv(report))
         err.print(f"wrote {csv_out}", markup=False, highlight=False)
+    if compare_png is not None:
+        err.print(f"wrote {compare_png}", markup=False, highlight=False)
 
 
 def _run_speed(

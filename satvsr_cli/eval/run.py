@@ -105,6 +105,8 @@ def evaluate(
     batch_size: int = 1,
     progress: ProgressFn | None = None,
     on_method: Callable[[str], None] | None = None,
+    compare_png: str | Path | None = None,
+    compare_frame: int | None = None,
 ) -> BenchmarkReport:
     """Benchmark bicubic and networks on a Jilin-189 style folder.
 
@@ -120,6 +122,10 @@ def evaluate(
         y_channel, crop_border, temporal_padding, lr_from_gt, max_frames, quantize, batch_size:
             see :func:`evaluate_model`.
         progress: per-frame callback. on_method: called with each method name before it runs.
+        compare_png: write the comparison picture of one frame of the first clip there (LR
+            nearest ×4 | bicubic | each network | GT, PSNR from the scores; see
+            :mod:`satvsr_cli.eval.compare`). compare_frame: which frame (default: the middle
+            scored frame).
 
     Raises:
         InputError: missing data or malformed clips. ModelError / WeightsError: bad networks.
@@ -138,6 +144,10 @@ def evaluate(
     if not root.is_dir():
         raise InputError(f"{root}: not a folder")
     clips = find_clips(root)
+    if compare_png is not None:
+        from satvsr_cli.eval.compare import check_compare_frame
+
+        compare_frame = check_compare_frame(clips[0], compare_frame, max_frames)
     dev = resolve_device(device)
     if precision == Precision.auto:
         from satvsr_cli.device import resolve_precision
@@ -259,4 +269,22 @@ def evaluate(
         methods.append(res)
     dtypes = {str(np.dtype(read_frame(c.gt[0]).dtype)) for c in clips[:1]}
     settings["data_range"] = 65535.0 if "uint16" in dtypes else 255.0
+    if compare_png is not None:
+        from satvsr_cli.eval.compare import write_compare_png
+
+        if on_method is not None:
+            on_method("comparison picture")
+        picture = write_compare_png(
+            compare_png,
+            clips[0],
+            methods,
+            [(net, label) for net, label, _, _ in nets],
+            frame=compare_frame,
+            device=dev,
+            precision=precision,
+            temporal_padding=temporal_padding,
+            lr_from_gt=lr_from_gt,
+            max_frames=max_frames,
+        )
+        settings["compare_png"] = picture.to_json()
     return BenchmarkReport(settings=settings, methods=methods)
