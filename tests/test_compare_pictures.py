@@ -13,6 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from satvsr_cli.cli import app
+from satvsr_cli.io.frames import write_image
 from satvsr_cli.models import build_model, tiny_overrides
 from satvsr_cli.panels import GAP, LABEL_HEIGHT, compose, nearest_up, read_layout, to_display
 from satvsr_cli.resize import imresize
@@ -134,3 +135,94 @@ def test_benchmark_compare_png_default_frame_and_errors(dataset, two_weights, tm
         assert r.exit_code == code, r.output
         assert needle in r.stderr and "Traceback" not in r.output
     assert not (tmp_path / "x.png").exists()
+
+
+# ---------------------------------------------------------------- upscale --compare
+
+
+@pytest.fixture
+def clip(tmp_path) -> Path:
+    from fractions import Fraction
+
+    import imageio_ffmpeg
+
+    path = tmp_path / "in.mp4"
+    rng = np.random.default_rng(0)
+    gen = imageio_ffmpeg.write_frames(str(path), (16, 12), fps=Fraction(10), quality=None,
+                                      output_params=["-crf", "0"], macro_block_size=1,
+                                      ffmpeg_log_level="error")
+    gen.send(None)
+    for _ in range(5):
+        gen.send(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
+    gen.close()
+    return path
+
+
+def _frames(spec: Path, kind: str = "auto") -> list[np.ndarray]:
+    from satvsr_cli.io import open_source
+
+    with open_source(str(spec), kind) as src:
+        return [f.data for f in src.frames()]
+
+
+def test_upscale_compare_png_of_a_chosen_frame(clip, two_weights, tmp_path):
+    wa, _ = two_weights
+    out, png = tmp_path / "o.mp4", tmp_path / "cmp.png"
+    r = runner.invoke(app, ["upscale", str(clip), "-o", str(out), "-w", str(wa), "--compare",
+                            str(png), "--compare-frame", "2", "--progress", "none"], env=ENV)
+    assert r.exit_code == 0, r.output
+    assert "wrote" in r.stderr and "frame 2" in r.stderr
+    layout = read_layout(png)
+    assert [p["label"] for p in layout["panels"]] == ["bicubic x4", "satvsr lgtd_small"]
+    assert layout["frame"] == 2
+    with Image.open(png) as im:
+        assert im.size == (2 * 64 + GAP, 48 + LABEL_HEIGHT)
+        pic = np.asarray(im)
+    left = pic[LABEL_HEIGHT:, :64]
+    right = pic[LABEL_HEIGHT:, 64 + GAP :]
+    np.testing.assert_array_equal(left, to_display(imresize(_frames(clip)[2].astype(float), 4)))
+    np.testing.assert_array_equal(right, _frames(out)[2])  # the written output's frame 2
+
+
+def test_upscale_compare_video_and_frames_input(clip, two_weights, tmp_path):
+    wa, _ = two_weights
+    out, vid = tmp_path / "o.mp4", tmp_path / "cmp.mp4"
+    r = runner.invoke(app, ["upscale", str(clip), "-o", str(out), "-w", str(wa), "--compare",
+                            str(vid), "-q"], env=ENV)
+    assert r.exit_code == 0, r.output
+    frames = _frames(vid)
+    assert len(frames) == 5 and frames[0].shape == (48 + LABEL_HEIGHT, 2 * 64 + GAP, 3)
+    assert not list(tmp_path.glob(".*partial*"))
+    # a 16-bit frame folder: one frame, stretched for display
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for t in range(3):
+        write_image(folder / f"{t:02d}.png", rng.integers(0, 4096, (12, 16, 3), dtype=np.uint16), "png")
+    png = tmp_path / "f.png"
+    r = runner.invoke(app, ["upscale", str(folder), "-o", str(tmp_path / "fo"), "-w", str(wa),
+                            "--compare", str(png), "-q"], env=ENV)
+    assert r.exit_code == 0, r.output
+    assert read_layout(png)["frame"] == 1  # the middle of 3
+    with Image.open(png) as im:
+        left = np.asarray(im)[LABEL_HEIGHT:, :64]
+    assert left.min() == 0 and left.max() == 255  # 12-bit data stretched, not near-black
+
+
+def test_upscale_compare_errors_before_the_run(clip, two_weights, tmp_path):
+    wa, _ = two_weights
+    out = tmp_path / "o.mp4"
+    (tmp_path / "exists.png").write_bytes(b"x")
+    for args, code, needle in [
+        (["--compare", str(tmp_path / "c.jpg")], 3, "--compare writes"),
+        (["--compare", str(tmp_path / "exists.png")], 3, "--overwrite"),
+        (["--compare", str(out)], 3, "differ from the output"),
+        (["--compare", str(tmp_path / "nope" / "c.png")], 3, "does not exist"),
+        (["--compare-frame", "1"], 2, "needs --compare"),
+    ]:
+        r = runner.invoke(app, ["upscale", str(clip), "-o", str(out), "-w", str(wa), *args],
+                          env=ENV)
+        assert r.exit_code == code, (args, r.output)
+        assert needle in r.stderr and "Traceback" not in r.output
+        assert not out.exists()  # refused before the job
+    assert (tmp_path / "exists.png").read_bytes() == b"x"
