@@ -361,12 +361,8 @@ def test_multiband_split_and_stack_writer(tmp_path: Path):
         assert json.loads(o.tags()["SATVSR_FRAMES"]) == ["clip_t0000", "clip_t0001"]
         assert o.tags()["SATVSR_X"] == "1"
         assert o.tags(5)["SATVSR_FRAME"] == "clip_t0001" and o.tags(5)["SATVSR_FRAME_INDEX"] == "1"
-        assert o.descriptions[:4] == (
-            "clip_t0000:r",
-            "clip_t0000:g",
-            "clip_t0000:b",
-            "clip_t0001:r",
-        )
+        # descriptions are kept, not prefixed with the frame name (that is in the band tags)
+        assert o.descriptions == ("r", "g", "b", "r", "g", "b")
         assert o.tags(ns="IMAGE_STRUCTURE")["INTERLEAVE"] == "BAND"
         assert [int(o.read(b)[0, 0]) for b in range(1, 7)] == [10, 20, 30, 40, 50, 60]
     # the result reads back as a 2-frame stack on the x4 grid

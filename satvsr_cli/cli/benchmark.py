@@ -145,10 +145,12 @@ def _render(report: BenchmarkReport, out: Console, markdown: bool) -> None:
     from rich.table import Table
 
     if markdown:
-        out.print(_markdown(CLIP_HEADER, _clip_rows(report)), markup=False, highlight=False)
+        # soft_wrap: long rows stay one line (a wrapped row is no Markdown)
+        out.print(_markdown(CLIP_HEADER, _clip_rows(report)), markup=False, highlight=False,
+                  soft_wrap=True)
         out.print()
         out.print(_markdown(_summary_header(report), _summary_rows(report)), markup=False,
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
         out.print()
         out.print(_settings_line(report), markup=False, highlight=False)
         return
@@ -206,49 +208,64 @@ def _csv(report: BenchmarkReport) -> str:
     return buf.getvalue()
 
 
-def _render_speed(results: list[SpeedResult], out: Console) -> None:
-    from rich.table import Table
+SPEED_HEADER = [
+    "method",
+    "LR size",
+    "frames",
+    "engine fps",
+    "reference fps",
+    "speed-up",
+    "max |diff| [0,1]",
+    "GMAC full fwd",
+    "GMAC engine/frame",
+    "engine GFLOP/s",
+    "reference GFLOP/s",
+    "matmul peak GFLOP/s",
+]
 
-    t = Table(
-        title="Speed: engine vs reference (one full forward per window, batch 1, fp32)",
-        title_justify="left",
-    )
-    for h in [
-        "method",
-        "LR size",
-        "frames",
-        "engine fps",
-        "reference fps",
-        "speed-up",
-        "max |diff| [0,1]",
-        "GMAC full fwd",
-        "GMAC engine/frame",
-        "engine GFLOP/s",
-        "reference GFLOP/s",
-        "matmul peak GFLOP/s",
-    ]:
-        t.add_column(h, justify="left" if h == "method" else "right")
+
+def _speed_rows(results: list[SpeedResult]) -> list[list[str]]:
+    rows = []
     for r in results:
         peak = r.matmul_peak_gflops
 
         def pct(g: float | None, peak: float = peak) -> str:
             return "–" if g is None else f"{g:.1f} ({100 * g / peak:.0f}%)"
 
-        t.add_row(
-            r.method,
-            f"{r.lr_size[1]}×{r.lr_size[0]}",
-            str(r.frames),
-            f"{r.engine_fps:.3f}",
-            f"{r.reference_fps:.3f}",
-            f"{r.speedup:.2f}×",
-            f"{r.max_abs_diff:.2e}",
-            _fmt(r.gmac_full_forward, ".2f"),
-            _fmt(r.gmac_engine_per_frame, ".2f"),
-            pct(r.engine_gflops),
-            pct(r.reference_gflops),
-            f"{peak:.1f} (n={r.matmul_size})",
+        rows.append(
+            [
+                r.method,
+                f"{r.lr_size[1]}×{r.lr_size[0]}",
+                str(r.frames),
+                f"{r.engine_fps:.3f}",
+                f"{r.reference_fps:.3f}",
+                f"{r.speedup:.2f}×",
+                f"{r.max_abs_diff:.2e}",
+                _fmt(r.gmac_full_forward, ".2f"),
+                _fmt(r.gmac_engine_per_frame, ".2f"),
+                pct(r.engine_gflops),
+                pct(r.reference_gflops),
+                f"{peak:.1f} (n={r.matmul_size})",
+            ]
         )
-    out.print(t)
+    return rows
+
+
+def _render_speed(results: list[SpeedResult], out: Console, markdown: bool = False) -> None:
+    from rich.table import Table
+
+    title = "Speed: engine vs reference (one full forward per window, batch 1, fp32)"
+    rows = _speed_rows(results)
+    if markdown:
+        out.print(_markdown(SPEED_HEADER, rows), markup=False, highlight=False, soft_wrap=True)
+        out.print()
+    else:
+        t = Table(title=title, title_justify="left")
+        for h in SPEED_HEADER:
+            t.add_column(h, justify="left" if h == "method" else "right")
+        for row in rows:
+            t.add_row(*row)
+        out.print(t)
     if results:
         r = results[0]
         out.print(
@@ -292,6 +309,22 @@ def benchmark(
         Path | None, typer.Option("--json", help="Write settings, per-clip results and summary.")
     ] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write a CSV table.")] = None,
+    compare_png: Annotated[
+        Path | None,
+        typer.Option(
+            "--compare-png",
+            help="Write a comparison picture of one frame of the first clip: LR (nearest x4) | "
+            "bicubic | each network | GT, with each panel's PSNR.",
+        ),
+    ] = None,
+    compare_frame: Annotated[
+        int | None,
+        typer.Option(
+            "--compare-frame",
+            min=0,
+            help="Frame (0-based) for --compare-png. Default: the middle scored frame.",
+        ),
+    ] = None,
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Print Markdown tables instead of rich tables.")
     ] = False,
@@ -378,9 +411,16 @@ def benchmark(
     err = Console(stderr=True)
     _check_output(json_out, "--json")
     _check_output(csv_out, "--csv")
+    _check_output(compare_png, "--compare-png")
+    if compare_png is not None and compare_png.suffix.lower() != ".png":
+        raise OutputError(f"{compare_png}: --compare-png writes a .png file")
+    if compare_frame is not None and compare_png is None:
+        raise InputError("--compare-frame needs --compare-png")
     models = list(model or [])
     weight_files = list(weights or [])
     if speed:
+        if compare_png is not None:
+            raise InputError("--compare-png needs --data (speed mode has no ground truth)")
         _run_speed(
             models,
             weight_files,
@@ -394,6 +434,7 @@ def benchmark(
             json_out,
             out,
             err,
+            markdown,
         )
         return
     if data is None:
@@ -425,6 +466,8 @@ def benchmark(
             progress=on_frame,
             lr_codec=lr_codec,
             ablate_window=ablate_window,
+            compare_png=compare_png,
+            compare_frame=compare_frame,
         )
     finally:
         status.stop()
@@ -435,6 +478,8 @@ def benchmark(
     if csv_out is not None:
         _write_atomic(csv_out, _csv(report))
         err.print(f"wrote {csv_out}", markup=False, highlight=False)
+    if compare_png is not None:
+        err.print(f"wrote {compare_png}", markup=False, highlight=False)
 
 
 def _run_speed(
@@ -450,10 +495,11 @@ def _run_speed(
     json_out: Path | None,
     out: Console,
     err: Console,
+    markdown: bool = False,
 ) -> None:
     """Speed mode: one row per requested network."""
     lr_size = _parse_size(size)
-    from satvsr_cli.eval import resolve_device, speed_compare
+    from satvsr_cli.eval import resolve_device, speed_compare, unique_labels, weights_source
     from satvsr_cli.weights import resolve_model
 
     dev = resolve_device(device)
@@ -461,9 +507,13 @@ def _run_speed(
     requests += [(None, w) for w in weight_files]
     if not requests:
         requests = [(None, None)]  # the default shipped weights
-    nets = [resolve_model(m, w, dev, allow_random=allow_random) for m, w in requests]
+    loaded = [resolve_model(m, w, dev, allow_random=allow_random) for m, w in requests]
+    labels = unique_labels(
+        [label for _, label, _ in loaded],
+        [weights_source(lm, w) for lm, (_, w) in zip(loaded, requests, strict=True)],
+    )
     results = []
-    for net, label, sha in nets:
+    for (net, _, sha), label in zip(loaded, labels, strict=True):
         with err.status(f"speed: {label}", spinner="dots"):
             results.append(
                 speed_compare(
@@ -478,7 +528,7 @@ def _run_speed(
                     repeats=repeats,
                 )
             )
-    _render_speed(results, out)
+    _render_speed(results, out, markdown)
     if json_out is not None:
         payload = {"speed": [r.to_json() for r in results]}
         _write_atomic(json_out, json.dumps(payload, indent=2, allow_nan=False) + "\n")

@@ -20,6 +20,15 @@ from satvsr_cli.cli.upscale import (
 from satvsr_cli.options import InputType, Precision
 
 
+def full_number(v: float) -> str:
+    """``v`` at full precision (the shortest text that reads back as the same float; no exponent
+    for whole numbers): map coordinates keep their metres, unlike ``%g``."""
+    f = float(v)
+    if f.is_integer() and abs(f) < 1e16:
+        return str(int(f))
+    return repr(f)
+
+
 @app.command("probe")
 @guarded
 def probe_cmd(
@@ -93,8 +102,8 @@ def probe_cmd(
         from satvsr_cli.engine.probe import crs_label
 
         t.add_row("CRS", crs_label(geo.crs_wkt))
-        t.add_row("transform", ", ".join(f"{v:g}" for v in list(geo.transform)[:6]))
-        t.add_row("nodata", "none" if geo.nodata is None else f"{geo.nodata:g}")
+        t.add_row("transform", ", ".join(full_number(v) for v in list(geo.transform)[:6]))
+        t.add_row("nodata", "none" if geo.nodata is None else full_number(geo.nodata))
         if geo.gcps:
             t.add_row("GCPs", str(len(geo.gcps)))
         if geo.rpcs:

@@ -363,6 +363,13 @@ def upscale_cmd(
         "--resume", rich_help_panel=IO_PANEL,
         help="Continue an interrupted run of the same command; the result is byte-identical "
              "to an uninterrupted run.")] = False,
+    compare: Annotated[Path | None, typer.Option(
+        "--compare", rich_help_panel=IO_PANEL,
+        help="Also write bicubic | satvsr side by side, labelled: a .png of one frame, or a "
+             "video (.mp4 ...) of every output frame.")] = None,
+    compare_frame: Annotated[int | None, typer.Option(
+        "--compare-frame", rich_help_panel=IO_PANEL, min=0,
+        help="Output frame (0-based) for a --compare .png. Default: the middle one.")] = None,
     model: Annotated[str | None, typer.Option(
         "-m", "--model", rich_help_panel=MODEL_PANEL,
         help="Network name (see `satvsr models`); uses its shipped weights. Default: the best "
@@ -464,7 +471,7 @@ def upscale_cmd(
 ) -> None:
     """Super-resolve a satellite video, frame folder or GeoTIFF stack x4.
 
-    Example: [bold]satvsr upscale demo/demo_drift.mp4 -o demo_x4.mp4[/bold]
+    Example: [bold]satvsr upscale demo/freeway_drift.mp4 -o freeway_x4.mp4[/bold]
     """
     config = build_config(
         input=input, output=output, input_type=input_type, model=model, weights=weights,
@@ -477,6 +484,12 @@ def upscale_cmd(
         segment_frames=segment_frames, autorotate=autorotate, frame_format=frame_format,
         compress=compress, cog=cog, overviews=overviews,
     )
+    if compare_frame is not None and compare is None:
+        raise InputError("--compare-frame needs --compare")
+    if compare is not None:
+        from satvsr_cli.engine.compare import check_compare_path
+
+        check_compare_path(compare, output, overwrite)
     mode = progress.value
     renderer = Renderer(mode, quiet)
     from satvsr_cli.engine.run import upscale
@@ -486,3 +499,10 @@ def upscale_cmd(
     finally:
         renderer.stop()
     render_summary(summary, renderer.mode, quiet)
+    if compare is not None:
+        from satvsr_cli.engine.compare import write_comparison
+
+        done = write_comparison(config, summary, compare, frame=compare_frame)
+        if not quiet:
+            what = f"frame {done.first_frame}" if done.kind == "png" else f"{done.frames} frames"
+            sys.stderr.write(f"wrote {done.path} (bicubic | satvsr, {what})\n")

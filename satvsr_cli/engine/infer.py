@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from satvsr_cli.device import autocast_dtype
-from satvsr_cli.engine.convert import BandPlan, from_unit, to_unit
+from satvsr_cli.engine.convert import BandPlan, bicubic_band, from_unit, to_unit
 from satvsr_cli.engine.memory import MIN_TILE
 from satvsr_cli.engine.tiling import (
     BlendWeights,
@@ -450,10 +450,9 @@ class WindowUpscaler:
         for (t, _window), out in zip(items, outs, strict=True):
             if out is None:
                 continue
-            for b in self.bands.bicubic:
-                from satvsr_cli.resize import imresize
-
-                out[b] = imresize(np.ascontiguousarray(frames[t].data[..., b]), s)
+            for b in self.bands.bicubic:  # the network bands' value rule (convert.bicubic_band)
+                out[b] = bicubic_band(frames[t].data[..., b], s, *self.vrange.band(b),
+                                      self.out_dtype, clip=self.vrange.clip)
         return outs
 
     def _emitter(

@@ -32,7 +32,7 @@ from satvsr_cli.eval.protocol import (
     read_frame,
 )
 from satvsr_cli.eval.report import FORMAT, BenchmarkReport, ClipResult, MethodResult
-from satvsr_cli.eval.run import ModelRequest, evaluate
+from satvsr_cli.eval.run import ModelRequest, evaluate, unique_labels, weights_source
 from satvsr_cli.eval.runtime import PRECISIONS, device_name, resolve_device
 from satvsr_cli.eval.speed import SpeedResult, engine_runner, matmul_peak_gflops, speed_compare
 
@@ -59,4 +59,6 @@ __all__ = [
     "read_frame",
     "resolve_device",
     "speed_compare",
+    "unique_labels",
+    "weights_source",
 ]

@@ -43,6 +43,46 @@ class ModelRequest:
     weights: str | Path | None = None
 
 
+def weights_source(loaded: object, weights: str | Path | None) -> str | None:
+    """Where a row's weights come from: the path as given, or ``shipped ID`` (``None``: untrained)."""
+    from satvsr_cli import weights as wmod
+
+    if weights is not None:
+        return str(weights)
+    manifest = getattr(loaded, "manifest", None)
+    if manifest is None:
+        return None
+    return f"shipped {wmod.weights_id(manifest.path)}"
+
+
+def unique_labels(labels: Sequence[str], sources: Sequence[str | None]) -> list[str]:
+    """Row labels made unique, so that results, the sha256 map and tables name one row each.
+
+    A label used by several rows (e.g. ``lgtd_small (lgtd_small.v1.safetensors)`` for the
+    shipped file and for a file of the same name elsewhere) names its source instead of the
+    file name: ``lgtd_small (shipped lgtd_small.v1)``, ``lgtd_small (other/lgtd_small.v1.safetensors)``.
+    Rows that still share a label (the same file twice, two untrained networks) get `` #2``,
+    `` #3``... in order. Unique labels are kept as they are.
+    """
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    named = []
+    for label, source in zip(labels, sources, strict=True):
+        if counts[label] > 1 and source is not None:
+            base = label[: label.rindex(" (")] if label.endswith(")") and " (" in label else label
+            label = f"{base} ({source})"
+        named.append(label)
+    out: list[str] = []
+    for label in named:
+        candidate, k = label, 1
+        while candidate in out:
+            k += 1
+            candidate = f"{label} #{k}"
+        out.append(candidate)
+    return out
+
+
 def _lr_source_summary(clips: list[Clip], lr_from_gt: bool) -> str:
     from_gt = [c.name for c in clips if lr_from_gt or c.lr is None]
     if not from_gt:
@@ -72,6 +112,8 @@ def evaluate(
     on_method: Callable[[str], None] | None = None,
     lr_codec: str | None = None,
     ablate_window: bool = False,
+    compare_png: str | Path | None = None,
+    compare_frame: int | None = None,
 ) -> BenchmarkReport:
     """Benchmark bicubic and networks on a Jilin-189 style folder.
 
@@ -91,6 +133,10 @@ def evaluate(
             user's mp4 (:func:`satvsr_cli.io.lossy.code_frames`), bicubic included.
         ablate_window: also score the networks with five copies of the centre frame and report
             the temporal contribution (``window_gain_db``).
+        compare_png: write the comparison picture of one frame of the first clip there (LR
+            nearest ×4 | bicubic | each network | GT, PSNR from the scores; see
+            :mod:`satvsr_cli.eval.compare`). compare_frame: which frame (default: the middle
+            scored frame).
 
     Raises:
         InputError: missing data or malformed clips. ModelError / WeightsError: bad networks.
@@ -110,6 +156,10 @@ def evaluate(
     if not root.is_dir():
         raise InputError(f"{root}: not a folder")
     clips = find_clips(root)
+    if compare_png is not None:
+        from satvsr_cli.eval.compare import check_compare_frame
+
+        compare_frame = check_compare_frame(clips[0], compare_frame, max_frames)
     dev = resolve_device(device)
     if precision == Precision.auto:
         from satvsr_cli.device import resolve_precision
@@ -119,14 +169,23 @@ def evaluate(
     requests: list[ModelRequest] = [ModelRequest(name=n) for n in models]
     requests += [ModelRequest(weights=p) for p in weights]
     nets: list[tuple[torch.nn.Module, str, str | None, str | None]] = []
+    sources: list[str | None] = []
     if not requests and include_default and wmod.default_weights() is not None:
-        net, label, sha = wmod.resolve_model(None, None, dev)
+        loaded = wmod.resolve_model(None, None, dev)
+        net, label, sha = loaded
         nets.append((net, label, sha, str(wmod.default_weights())))
+        sources.append(weights_source(loaded, None))
     for req in requests:  # resolve everything before the first long computation
         if req.weights is not None and not wmod.find_weights(req.weights).exists():
             raise WeightsError(f"{req.weights}: weights file not found")
-        net, label, sha = wmod.resolve_model(req.name, req.weights, dev, allow_random=allow_random)
-        nets.append((net, label, sha, str(req.weights) if req.weights is not None else None))
+        loaded = wmod.resolve_model(req.name, req.weights, dev, allow_random=allow_random)
+        net, label, sha = loaded
+        manifest = getattr(loaded, "manifest", None)
+        path = req.weights if req.weights is not None else getattr(manifest, "path", None)
+        nets.append((net, label, sha, str(path) if path is not None else None))
+        sources.append(weights_source(loaded, req.weights))
+    labels = unique_labels([label for _, label, _, _ in nets], sources)
+    nets = [(net, lab, sha, path) for (net, _, sha, path), lab in zip(nets, labels, strict=True)]
 
     settings: dict[str, Any] = {
         "data": str(root.resolve()),
@@ -231,4 +290,22 @@ def evaluate(
         methods.append(res)
     dtypes = {str(np.dtype(read_frame(c.gt[0]).dtype)) for c in clips[:1]}
     settings["data_range"] = 65535.0 if "uint16" in dtypes else 255.0
+    if compare_png is not None:
+        from satvsr_cli.eval.compare import write_compare_png
+
+        if on_method is not None:
+            on_method("comparison picture")
+        picture = write_compare_png(
+            compare_png,
+            clips[0],
+            methods,
+            [(net, label) for net, label, _, _ in nets],
+            frame=compare_frame,
+            device=dev,
+            precision=precision,
+            temporal_padding=temporal_padding,
+            lr_from_gt=lr_from_gt,
+            max_frames=max_frames,
+        )
+        settings["compare_png"] = picture.to_json()
     return BenchmarkReport(settings=settings, methods=methods)

@@ -38,8 +38,9 @@ class GeoTiffStackWriter:
 
     The file is band-interleaved so that each frame's bands are written once, as they come.
     Which frame each band group is: dataset tag ``SATVSR_FRAMES`` (JSON list of frame names)
-    and band tags ``SATVSR_FRAME`` / ``SATVSR_FRAME_INDEX``; band descriptions are
-    ``"{frame}:{description}"`` (or just ``"{frame}"``). Frames not written before
+    and band tags ``SATVSR_FRAME`` / ``SATVSR_FRAME_INDEX``; band descriptions are kept as they
+    are (each frame's bands carry the source's descriptions, not prefixed with the frame name;
+    ``band_descriptions`` replaces them, e.g. to mark bicubic bands). Frames not written before
     :meth:`commit` make it fail. Usable as a context manager (aborts on an exception).
     """
 
@@ -76,7 +77,7 @@ class GeoTiffStackWriter:
         if len(descs) not in (0, meta.count):
             raise ValueError(f"band_descriptions needs {meta.count} entries, got {len(descs)}")
         descs = tuple(descs) or (None,) * meta.count
-        all_descs = [f"{fname}:{d}" if d else fname for fname in self.frame_names for d in descs]
+        all_descs = [d for _ in self.frame_names for d in descs]
         self._written = np.zeros(n_frames, dtype=bool)
         self._mask: np.ndarray | None = None
         self._tmp = temp_name(self.out_path)
