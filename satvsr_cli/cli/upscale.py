@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from satvsr_cli.cli._app import app, guarded
-from satvsr_cli.errors import InputError
+from satvsr_cli.errors import InputError, SatvsrError
 from satvsr_cli.options import (
     Blend,
     Compression,
@@ -461,6 +461,14 @@ def upscale_cmd(
         rich_help_panel=DISPLAY_PANEL,
         help="auto (rich on a terminal, plain lines otherwise), rich, plain, json (one JSON "
              "object per line on stderr; summary as JSON on stdout) or none.")] = ProgressMode.auto,
+    nproc: Annotated[int | None, typer.Option(
+        "--nproc", rich_help_panel=COMPUTE_PANEL, min=1,
+        help="Split the job over N processes on this machine (torchrun's elastic launcher; "
+             "one GPU each, or the CPU cores shared out). Many machines: see the README.")] = None,
+    max_restarts: Annotated[int, typer.Option(
+        "--max-restarts", rich_help_panel=COMPUTE_PANEL, min=0,
+        help="With --nproc: restart the processes up to K times after a failure; they continue "
+             "where they were.")] = 0,
 ) -> None:
     """Super-resolve a satellite video, frame folder or GeoTIFF stack x4.
 
@@ -477,12 +485,33 @@ def upscale_cmd(
         segment_frames=segment_frames, autorotate=autorotate, frame_format=frame_format,
         compress=compress, cog=cog, overviews=overviews,
     )
+    from satvsr_cli.engine.distributed import dist_env
+
+    env = dist_env()
+    if nproc is not None and nproc > 1 and not env.active:
+        _launch(nproc, max_restarts)
+        return
     mode = progress.value
-    renderer = Renderer(mode, quiet)
+    # under torchrun rank 0 shows the job (all ranks' frames) and its summary
+    renderer = Renderer(mode, quiet or env.rank != 0)
     from satvsr_cli.engine.run import upscale
 
     try:
         summary = upscale(config, on_progress=renderer)
+    except SatvsrError as exc:
+        if getattr(exc, "echoed", False) and env.rank != 0:  # rank 0 says why and fails
+            raise typer.Exit(0) from None
+        raise
     finally:
         renderer.stop()
-    render_summary(summary, renderer.mode, quiet)
+    render_summary(summary, renderer.mode, quiet or env.rank != 0)
+
+
+def _launch(nproc: int, max_restarts: int) -> None:
+    """``--nproc N``: run this very command in N processes (torchrun's elastic launcher)."""
+    from satvsr_cli.engine.distributed import launch_local, strip_option
+
+    argv = strip_option(strip_option(sys.argv[1:], "--nproc"), "--max-restarts")
+    code = launch_local(nproc, argv, max_restarts=max_restarts)
+    if code:
+        raise typer.Exit(code)
