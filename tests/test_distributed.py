@@ -238,3 +238,81 @@ def test_ctrl_c_stops_every_rank_and_resume_finishes(data, tmp_path):
     assert ref.returncode == 0, ref.stderr
     assert _tree(out) == _tree(tmp_path / "ref")
     assert _leftovers(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------------------
+# many inputs
+# ------------------------------------------------------------------------------------------
+
+
+def test_expand_inputs_and_largest_first(tmp_path):
+    from satvsr_cli.engine.batch import assign, expand_inputs, output_name
+
+    for name in ("b.mp4", "a.mp4"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "f").mkdir()
+    for i in range(2):
+        (tmp_path / "f" / f"{i}.png").write_bytes(b"x")
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"# clips\n{tmp_path / 'a.mp4'}\n\n{tmp_path / 'f'}\n")
+    assert expand_inputs([str(tmp_path / "a.mp4")]) == ([str(tmp_path / "a.mp4")], False)
+    assert expand_inputs([str(tmp_path / "*.mp4")]) == (
+        [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")], True)
+    # a glob of images stays one frame sequence, as before
+    assert expand_inputs([str(tmp_path / "f" / "*.png")]) == ([str(tmp_path / "f" / "*.png")], False)
+    assert expand_inputs([f"@{lst}", str(tmp_path / "a.mp4")]) == (
+        [str(tmp_path / "a.mp4"), str(tmp_path / "f")], True)
+    assert output_name(str(tmp_path / "a.mp4")) == "a_x4.mp4"
+    assert output_name(str(tmp_path / "f")) == "f_x4"
+    assert assign([5, 100, 7, 90, 1], 2) == [1, 0, 1, 1, 0]  # 100 | 90 → 7 → 5 → 1
+
+
+def _clip(path: Path, n: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    gen = imageio_ffmpeg.write_frames(str(path), (16, 12), fps=Fraction(25), macro_block_size=1,
+                                      ffmpeg_log_level="error")
+    gen.send(None)
+    for _ in range(n):
+        gen.send(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
+    gen.close()
+    return path
+
+
+def test_many_inputs_over_two_processes(data, tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i, n in enumerate((3, 6, 4)):
+        _clip(clips / f"c{i}.mp4", n, i)
+    (clips / "c9.mp4").write_bytes(b"not a video")
+    lst = tmp_path / "more.txt"
+    lst.write_text(f"{data['geo']}\n")
+    out = tmp_path / "out"
+    w = ["-w", str(data["weights"]), "--tile", "0", "--preset", "ultrafast", "--progress",
+         "json"]
+    cmd = [sys.executable, "-m", "satvsr_cli", "upscale", str(clips / "*.mp4"), f"@{lst}",
+           "-o", str(out), *w, "--nproc", "2"]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300,
+                       check=False)
+    assert p.returncode == 7, p.stderr[-3000:]  # some inputs failed, the others are written
+    assert p.stderr.count("error: 1 of 5 inputs failed") == 1
+    table = json.loads(p.stdout.strip().splitlines()[-1])
+    assert table["event"] == "batch" and (table["done"], table["failed"]) == (4, 1)
+    by_input = {Path(r["input"]).name: r for r in table["inputs"]}
+    assert by_input["c9.mp4"]["status"] == "failed" and by_input["c9.mp4"]["exit_code"] == 2
+    assert {r["rank"] for r in table["inputs"]} == {0, 1}
+    assert sorted(p.name for p in out.iterdir()) == ["c0_x4.mp4", "c1_x4.mp4", "c2_x4.mp4",
+                                                     "geo_x4"]
+    # one of them equals its single-process output
+    ref = _single([str(clips / "c1.mp4"), "-o", str(tmp_path / "ref.mp4"), *w])
+    assert ref.returncode == 0, ref.stderr
+    assert (out / "c1_x4.mp4").read_bytes() == (tmp_path / "ref.mp4").read_bytes()
+    # --resume skips the finished inputs (and retries the failed one), in one process here
+    (out / "c2_x4.mp4").unlink()
+    again = subprocess.run([sys.executable, "-m", "satvsr_cli", "upscale", str(clips / "*.mp4"),
+                            f"@{lst}", "-o", str(out), *w, "--resume"], capture_output=True,
+                           text=True, env=_env(), cwd=ROOT, timeout=300, check=False)
+    assert again.returncode == 7, again.stderr[-3000:]
+    table = json.loads(again.stdout.strip().splitlines()[-1])
+    status = {Path(r["input"]).name: r["status"] for r in table["inputs"]}
+    assert status == {"c0.mp4": "skipped", "c1.mp4": "skipped", "c2.mp4": "done",
+                      "c9.mp4": "failed", "geo": "skipped"}

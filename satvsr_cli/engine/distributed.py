@@ -324,7 +324,7 @@ def _on_rank0(group: Group, fn: Callable[[], Any]) -> Any:
 # ------------------------------------------------------------------------------------------
 
 
-def _effective_policy(config: UpscaleConfig, env: DistEnv) -> UpscaleConfig:
+def restart_policy(config: UpscaleConfig, env: DistEnv) -> UpscaleConfig:
     """Restarted workers (torchrun ``--max-restarts``) continue their parts: policy resume."""
     from satvsr_cli.options import ExistingOutput
 
@@ -577,7 +577,7 @@ def upscale_distributed(
     t_start = time.perf_counter()
     emit = on_progress or (lambda _e: None)
     threads_before = torch.get_num_threads()
-    config = _effective_policy(config, env)
+    config = restart_policy(config, env)
     device = rank_device(config.compute.device, env)
     config = config.replace(device=device)
     if not device.startswith(("cuda", "mps")):
