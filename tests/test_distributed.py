@@ -316,3 +316,18 @@ def test_many_inputs_over_two_processes(data, tmp_path):
     status = {Path(r["input"]).name: r["status"] for r in table["inputs"]}
     assert status == {"c0.mp4": "skipped", "c1.mp4": "skipped", "c2.mp4": "done",
                       "c9.mp4": "failed", "geo": "skipped"}
+
+
+def test_bad_input_is_one_error_line_and_leaves_nothing(data, tmp_path):
+    gray = tmp_path / "g"
+    gray.mkdir()
+    for i in range(3):
+        with rasterio.open(gray / f"t{i}.tif", "w", driver="GTiff", width=8, height=8, count=4,
+                           dtype="uint16", crs=CRS.from_epsg(32633),
+                           transform=Affine(10, 0, 0, 0, -10, 0)) as ds:
+            ds.write(np.ones((4, 8, 8), dtype="uint16"))
+    out = tmp_path / "o.mp4"  # a 4-band video is impossible
+    p = _torchrun([str(gray), "-o", str(out), "-w", str(data["weights"]), "--progress", "none"])
+    assert p.returncode != 0 and p.stderr.count("error: ") == 1, p.stderr[-2000:]
+    assert "4 bands" in p.stderr or "band" in p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["g"]

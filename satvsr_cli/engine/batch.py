@@ -11,6 +11,7 @@ do the same. Rank 0 gathers the results (:class:`BatchResult`) for the closing t
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import time
 from collections.abc import Callable
@@ -247,7 +248,12 @@ def upscale_many(
         mine = [i for i, r in enumerate(ranks) if r == env.rank]
         with process_group(env) as group:
             folder.mkdir(parents=True, exist_ok=True)
-            own = {i: _run_one(config, inputs[i], outs[i], env.rank, model, model_name, emit)
+            rank = env.rank
+
+            def tagged(ev: ProgressEvent) -> None:
+                emit(dataclasses.replace(ev, rank=rank))
+
+            own = {i: _run_one(config, inputs[i], outs[i], rank, model, model_name, tagged)
                    for i in mine}
             gathered = group.gather(own)
     finally:

@@ -333,23 +333,25 @@ def restart_policy(config: UpscaleConfig, env: DistEnv) -> UpscaleConfig:
     return config
 
 
-def _prepare(config: UpscaleConfig, env: DistEnv) -> dict[str, Any]:
-    """Rank 0: apply the output rules, fix the resources and split the frames (see module)."""
+def _prepare(
+    config: UpscaleConfig, env: DistEnv, model: torch.nn.Module | None, model_name: str | None,
+) -> dict[str, Any]:
+    """Rank 0: apply the output rules, fix the resources and split the frames (see module).
+
+    Problems of the input, the bands or the network are left to the ranks' jobs, which raise
+    them as one process would (rank 0 then removes the empty ``OUT.parts``)."""
     from satvsr_cli.engine.manifest import check_existing_output
     from satvsr_cli.engine.plan import check_output_location, plan_job
     from satvsr_cli.io.base import remove_path
     from satvsr_cli.options import ExistingOutput, OutputKind
 
-    plan = plan_job(config, build=False)
+    plan = plan_job(config, build=False, model=model, model_name=model_name)
     out, kind, info = plan.output, plan.kind, plan.info
     if plan.end is None:
         raise InputError(
             f"{info.spec}: the frame count is not known exactly, so the frames cannot be split "
             "between processes; run it in one process"
         )
-    for note in (plan.bands_note, plan.value_range_note, *plan.notes):
-        if note and not note.startswith(("no shipped", "no default")):
-            raise InputError(note)
     check_output_location(out, info)
     policy = config.run.existing
     parts = parts_dir(out)
@@ -584,7 +586,7 @@ def upscale_distributed(
         torch.set_num_threads(threads_per_rank(env))
     try:
         with process_group(env) as group:
-            job = _on_rank0(group, lambda: _prepare(config, env))
+            job = _on_rank0(group, lambda: _prepare(config, env, model, model_name))
             a, b = job["ranges"][env.rank]
             progress = _Progress(group, emit, int(job["end"]) - int(job["start"]), t_start)
             out = Path(job["output"])
@@ -630,6 +632,8 @@ def upscale_distributed(
                     time.sleep(0.2)
                 progress.refresh()
             results = group.gather(result)
+            if env.rank == 0 and any(res[0] == "error" for res in results):
+                _drop_empty_parts(Path(job["output"]))
             for r, res in enumerate(results):
                 if res[0] == "error":
                     if r == env.rank == 0 and own_error is not None:
@@ -659,6 +663,13 @@ def upscale_distributed(
         emit(ProgressEvent("done", done=total, total=total, elapsed_s=wall, fps=final.fps,
                            rank=0, info=final.to_json()))
     return final
+
+
+def _drop_empty_parts(out: Path) -> None:
+    """After a failed job: remove ``OUT.parts`` when no rank left progress to resume."""
+    parts = parts_dir(out)
+    if parts.is_dir() and not any(p.name.endswith(".satvsr.json") for p in parts.iterdir()):
+        shutil.rmtree(parts, ignore_errors=True)
 
 
 def _has_manifest(part: Path) -> bool:
