@@ -525,6 +525,10 @@ def _upscale_many(config: UpscaleConfig, inputs: list[str], renderer: Renderer,
 
     try:
         result = upscale_many(config, inputs, on_progress=renderer)
+    except SatvsrError:
+        if quiet_rank:  # every rank meets the same problem: rank 0 says it
+            raise typer.Exit(0) from None
+        raise
     finally:
         renderer.stop()
     if not quiet:
