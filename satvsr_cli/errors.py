@@ -13,6 +13,7 @@ code  meaning
 4     weights missing, corrupt or not matching the network (:class:`WeightsError`)
 5     unknown network or invalid network configuration (:class:`ModelError`)
 6     out of memory even at the smallest tile (:class:`OutOfMemory`, or a raw ``MemoryError``)
+7     several inputs: some of them failed, the others were written (:class:`SomeInputsFailed`)
 130   interrupted (Ctrl-C or SIGTERM; :class:`Interrupted`), progress saved where supported
 ====  ==========================================================================================
 """
@@ -28,6 +29,7 @@ EXIT_CODES: dict[int, str] = {
     4: "weights missing, corrupt or not matching",
     5: "unknown network or invalid network configuration",
     6: "out of memory",
+    7: "some inputs failed (several inputs)",
     130: "interrupted",
 }
 
@@ -76,6 +78,12 @@ class OutOfMemory(SatvsrError):
     """Even the smallest tile does not fit in memory."""
 
     exit_code = 6
+
+
+class SomeInputsFailed(SatvsrError):
+    """Several inputs were given and some of them failed (the others were written)."""
+
+    exit_code = 7
 
 
 class Interrupted(SatvsrError):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from satvsr_cli.cli._app import app, guarded
-from satvsr_cli.errors import InputError
+from satvsr_cli.errors import InputError, SatvsrError
 from satvsr_cli.options import (
     Blend,
     Compression,
@@ -25,6 +25,7 @@ from satvsr_cli.options import (
 )
 
 if TYPE_CHECKING:
+    from satvsr_cli.engine.batch import BatchResult
     from satvsr_cli.engine.config import ProgressEvent, UpscaleConfig, UpscaleSummary
 
 IO_PANEL = "Input and output"
@@ -341,8 +342,11 @@ def _int(text: str, flag: str) -> int:
 @app.command("upscale")
 @guarded
 def upscale_cmd(
-    input: Annotated[str, typer.Argument(
-        help="Video file, folder or glob of frames (PNG/TIFF) or GeoTIFFs, or one GeoTIFF.",
+    inputs: Annotated[list[str], typer.Argument(
+        metavar="INPUT...",
+        help="Video file, folder or glob of frames (PNG/TIFF) or GeoTIFFs, or one GeoTIFF. "
+             "Several inputs (paths, a glob of videos or folders, or @list.txt with one per "
+             "line) write one output each into the -o folder.",
         show_default=False)],
     output: Annotated[Path | None, typer.Option(
         "-o", "--output", rich_help_panel=IO_PANEL,
@@ -468,13 +472,24 @@ def upscale_cmd(
         rich_help_panel=DISPLAY_PANEL,
         help="auto (rich on a terminal, plain lines otherwise), rich, plain, json (one JSON "
              "object per line on stderr; summary as JSON on stdout) or none.")] = ProgressMode.auto,
+    nproc: Annotated[int | None, typer.Option(
+        "--nproc", rich_help_panel=COMPUTE_PANEL, min=1,
+        help="Split the job over N processes on this machine (torchrun's elastic launcher; "
+             "one GPU each, or the CPU cores shared out). Many machines: see the README.")] = None,
+    max_restarts: Annotated[int, typer.Option(
+        "--max-restarts", rich_help_panel=COMPUTE_PANEL, min=0,
+        help="With --nproc: restart the processes up to K times after a failure; they continue "
+             "where they were.")] = 0,
 ) -> None:
     """Super-resolve a satellite video, frame folder or GeoTIFF stack x4.
 
     Example: [bold]satvsr upscale demo/freeway_drift.mp4 -o freeway_x4.mp4[/bold]
     """
+    from satvsr_cli.engine.batch import expand_inputs
+
+    expanded, many = expand_inputs(inputs)
     config = build_config(
-        input=input, output=output, input_type=input_type, model=model, weights=weights,
+        input=expanded[0], output=output, input_type=input_type, model=model, weights=weights,
         allow_random=allow_random, seed=seed, start=start, end=end, overwrite=overwrite,
         resume=resume, device=device, precision=precision, tile=tile,
         tile_overlap=tile_overlap, blend=blend, batch=batch, max_memory=max_memory,
@@ -490,19 +505,89 @@ def upscale_cmd(
         from satvsr_cli.engine.compare import check_compare_path
 
         check_compare_path(compare, output, overwrite)
+    from satvsr_cli.engine.distributed import dist_env
+
+    env = dist_env()
+    if nproc is not None and nproc > 1 and not env.active:
+        _launch(nproc, max_restarts)
+        return
     mode = progress.value
-    renderer = Renderer(mode, quiet)
+    # under torchrun rank 0 shows the job (all ranks' frames) and its summary
+    renderer = Renderer(mode, quiet or env.rank != 0)
+    if many:
+        _upscale_many(config, expanded, renderer, quiet or env.rank != 0, env.rank != 0)
+        return
     from satvsr_cli.engine.run import upscale
 
     try:
         summary = upscale(config, on_progress=renderer)
+    except SatvsrError as exc:
+        if getattr(exc, "echoed", False) and env.rank != 0:  # rank 0 says why and fails
+            raise typer.Exit(0) from None
+        raise
     finally:
         renderer.stop()
-    render_summary(summary, renderer.mode, quiet)
-    if compare is not None:
+    render_summary(summary, renderer.mode, quiet or env.rank != 0)
+    if compare is not None and env.rank == 0:
         from satvsr_cli.engine.compare import write_comparison
 
         done = write_comparison(config, summary, compare, frame=compare_frame)
         if not quiet:
             what = f"frame {done.first_frame}" if done.kind == "png" else f"{done.frames} frames"
             sys.stderr.write(f"wrote {done.path} (bicubic | satvsr, {what})\n")
+
+
+def _upscale_many(config: UpscaleConfig, inputs: list[str], renderer: Renderer,
+                  quiet: bool, quiet_rank: bool) -> None:
+    """Several inputs: one output each, a closing table; exit code 7 when some failed."""
+    from satvsr_cli.engine.batch import upscale_many
+    from satvsr_cli.errors import SomeInputsFailed
+
+    try:
+        result = upscale_many(config, inputs, on_progress=renderer)
+    except SatvsrError:
+        if quiet_rank:  # every rank meets the same problem: rank 0 says it
+            raise typer.Exit(0) from None
+        raise
+    finally:
+        renderer.stop()
+    if not quiet:
+        render_batch(result, renderer.mode)
+    failed = result.failed
+    if failed and not quiet_rank:  # rank 0 says it (the others leave, so as not to cut it off)
+        raise SomeInputsFailed(
+            f"{len(failed)} of {len(result.results)} inputs failed (first: {failed[0].input}: "
+            f"{failed[0].error})"
+        )
+
+
+def render_batch(result: BatchResult, mode: str) -> None:
+    """The closing table of several inputs on stdout (one JSON object with ``--progress json``)."""
+    if mode == "none":
+        return
+    if mode == "json":
+        sys.stdout.write(json.dumps({"event": "batch", **result.to_json()}, default=str) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"satvsr upscale: {len(result.results)} inputs, "
+                        f"{result.wall_s:.1f} s", title_justify="left")
+    for col in ("input", "output", "status", "frames", "time", "rank"):
+        table.add_column(col)
+    style = {"done": "green", "skipped": "cyan", "failed": "red"}
+    for r in result.results:
+        status = f"[{style[r.status]}]{r.status}[/]" + (f": {r.error}" if r.error else "")
+        frames = str(r.frames) + (f" (+{r.resumed} resumed)" if r.resumed else "")
+        table.add_row(r.input, r.output, status, frames, f"{r.wall_s:.1f} s", str(r.rank))
+    Console().print(table)
+
+
+def _launch(nproc: int, max_restarts: int) -> None:
+    """``--nproc N``: run this very command in N processes (torchrun's elastic launcher)."""
+    from satvsr_cli.engine.distributed import launch_local, strip_option
+
+    argv = strip_option(strip_option(sys.argv[1:], "--nproc"), "--max-restarts")
+    code = launch_local(nproc, argv, max_restarts=max_restarts)
+    if code:
+        raise typer.Exit(code)

@@ -265,6 +265,8 @@ class ProgressEvent:
     frame: int | None = None
     message: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    #: the torchrun rank that reports (``None`` in a single process)
+    rank: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (``None`` fields dropped)."""

@@ -66,6 +66,8 @@ def upscale(
     model_name: str | None = None,
     on_progress: ProgressCallback | None = None,
     on_plan: Callable[[JobPlan], None] | None = None,
+    commit: bool = True,
+    distributed: bool = True,
 ) -> UpscaleSummary:
     """Run one upscale job; see the module docstring.
 
@@ -77,6 +79,10 @@ def upscale(
         on_progress: called with :class:`ProgressEvent` objects (start, frame, warning, done).
         on_plan: called with the :class:`~satvsr_cli.engine.plan.JobPlan` before any frame is
             computed (tests compare it with ``probe``'s).
+        commit: ``False`` leaves the finished frames in ``OUT.partial`` with the job manifest
+            (a rank's part of a distributed job; :mod:`satvsr_cli.engine.distributed` joins).
+        distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) split the job over the ranks
+            (:func:`~satvsr_cli.engine.distributed.upscale_distributed`).
 
     Returns:
         The :class:`UpscaleSummary`.
@@ -85,6 +91,13 @@ def upscale(
         SatvsrError: bad input, output, weights or options (nothing of this job is left behind);
             :class:`Interrupted` after Ctrl-C (progress saved for resume).
     """
+    if distributed and commit:
+        from satvsr_cli.engine.distributed import dist_env, upscale_distributed
+
+        env = dist_env()
+        if env.active:
+            return upscale_distributed(config, env=env, model=model, model_name=model_name,
+                                       on_progress=on_progress)
     t_start = time.perf_counter()
     emit = on_progress or (lambda _e: None)
     warnings_list: list[str] = []
@@ -144,6 +157,10 @@ def upscale(
             sink.discard_pending()
             job.save_progress(interrupted=True)
             raise
+        if not commit:
+            sink.seal()
+            job.save_progress()
+            return _summary(plan, up, job, plan.output, warnings_list, t_start, emit)
         try:
             final = sink.commit()
         except SatvsrError as exc:

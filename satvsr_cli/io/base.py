@@ -150,6 +150,10 @@ class FrameSink(ABC):
     def discard_pending(self) -> None:  # noqa: B027  (optional hook)
         """Drop frames written but not yet final (Ctrl-C in the middle of a video segment)."""
 
+    def seal(self) -> None:  # noqa: B027  (optional hook)
+        """Finish every frame written so far without committing (a rank's part of a
+        distributed job: its files are joined by rank 0)."""
+
     @abstractmethod
     def commit(self) -> Path:
         """Finish the output and move it to its final path."""

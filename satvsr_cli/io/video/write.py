@@ -282,6 +282,10 @@ class VideoSink(FrameSink):
              "sha256": _sha256(final)}
         )
 
+    def seal(self) -> None:
+        """Close the unfinished last segment (a rank's part; rank 0 joins the segments)."""
+        self._close_segment()
+
     def discard_pending(self) -> None:
         """Kill the encoder of the unfinished segment and delete its file."""
         if self._enc is not None:
