@@ -298,6 +298,7 @@ class UpscaleSummary:
     nonfinite_retries: int
     warnings: tuple[str, ...] = ()
     stats: dict[str, Any] = field(default_factory=dict)
+    already_complete: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""

@@ -24,7 +24,7 @@ import torch
 
 from satvsr_cli.engine.config import ProgressEvent
 from satvsr_cli.engine.infer import WindowUpscaler
-from satvsr_cli.engine.manifest import write_manifest
+from satvsr_cli.engine.manifest import RUNNING, write_manifest
 from satvsr_cli.engine.plan import HALF_WINDOW, SCALE, WINDOW
 from satvsr_cli.engine.windows import frame_indices
 from satvsr_cli.errors import InputError
@@ -91,8 +91,9 @@ class Job:
         self._last_state: dict[str, Any] | None = None
 
     # ----- manifest
-    def save_progress(self, interrupted: bool = False) -> None:
-        """Write the job manifest (settings, resolved tile/batch, sink state, progress)."""
+    def save_progress(self, interrupted: bool = False, state: str = RUNNING,
+                      extra: dict[str, Any] | None = None) -> None:
+        """Write the job manifest (state, settings, resolved tile/batch, sink state, progress)."""
         plan = self.up.plan
         tile = [plan.tile_height, plan.tile_width] if plan is not None else None
         write_manifest(self.mpath, {
@@ -105,7 +106,9 @@ class Job:
                             "python": platform.python_version(),
                             "device": str(self.up.device)},
             "interrupted": interrupted,
+            "state": state,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **(extra or {}),
         })
         self._last_save = time.perf_counter()
         self._last_state = self.sink.state()

@@ -100,6 +100,13 @@ def state_sha256(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def source_name(spec: str) -> str:
+    """The input as recorded in output tags: its file (or folder, or glob) name without the
+    folders above it, so that outputs do not depend on where the user's files live."""
+    text = str(spec).rstrip("/\\")
+    return Path(text).name or text
+
+
 def value_range_for(info: SourceInfo, override: tuple[float, float] | None) -> tuple[float, float]:
     """The normalisation range: ``--value-range`` > metadata > integer dtype range."""
     if info.kind == "geotiff" and info.geo is not None:
@@ -109,6 +116,11 @@ def value_range_for(info: SourceInfo, override: tuple[float, float] | None) -> t
     if override is None and info.value_range is not None:
         return info.value_range
     return default_value_range(info.dtype, override)
+
+
+def output_path(config: UpscaleConfig, info: SourceInfo) -> Path:
+    """The output path: ``--output``, else ``<input>_x4`` beside the input."""
+    return Path(config.output.path) if config.output.path else default_output(info)
 
 
 def check_output_location(out: Path, info: SourceInfo) -> None:
@@ -197,7 +209,7 @@ class JobPlan:
             "SATVSR_PRECISION": str(self.precision),
             "SATVSR_NORM": f"linear {lo:g},{hi:g}",
             "SATVSR_BANDS": self.bands.describe(),
-            "SATVSR_SOURCE": str(self.info.spec),
+            "SATVSR_SOURCE": source_name(self.info.spec),
         }
         if self.bands.bicubic:
             tags["SATVSR_BICUBIC_BANDS"] = ",".join(str(b + 1) for b in self.bands.bicubic)
@@ -348,7 +360,7 @@ def plan_job(
     else:
         info = source.info
     notes: list[str] = []
-    out = Path(config.output.path) if config.output.path else default_output(info)
+    out = output_path(config, info)
     kind = output_kind(out, info)
     start, end = _frame_range(config, info, _warn)
     if build and info.vfr:

@@ -22,13 +22,14 @@ from typing import IO, Any
 import numpy as np
 
 from satvsr_cli.errors import OutputError
+from satvsr_cli.fsutil import kill_point, write_failure
 from satvsr_cli.io.base import (
     FrameSink,
     atomic_replace,
     partial_path,
     remove_path,
 )
-from satvsr_cli.io.video.read import ffmpeg_exe, last_error_line, run_ffmpeg
+from satvsr_cli.io.video.read import count_packets, ffmpeg_exe, last_error_line, run_ffmpeg
 
 #: Output suffixes the writer supports.
 VIDEO_OUTPUT_SUFFIXES: tuple[str, ...] = (".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm")
@@ -274,6 +275,9 @@ class VideoSink(FrameSink):
             return
         self._enc = None
         enc.finish()
+        if count_packets(enc.target) != enc.frames:
+            # ffmpeg may exit 0 with a truncated file (disk full, file-size limit)
+            raise OutputError(write_failure(enc.target, "cannot write the video segment"))
         k = len(self.segments)
         final = self.workdir / self._segment_name(k)
         os.replace(enc.target, final)
@@ -281,6 +285,10 @@ class VideoSink(FrameSink):
             {"file": final.name, "first": self._enc_first, "count": enc.frames,
              "sha256": _sha256(final)}
         )
+
+    def flush(self) -> None:
+        """Close the unfinished segment (before the commit, so the manifest lists it)."""
+        self._close_segment()
 
     def discard_pending(self) -> None:
         """Kill the encoder of the unfinished segment and delete its file."""
@@ -330,9 +338,14 @@ class VideoSink(FrameSink):
             tmp.unlink(missing_ok=True)
             raise OutputError(f"{self.path}: joining the video segments failed "
                               f"({last_error_line(res.stderr)})")
-        final_tmp = self.path.with_name(self.path.name + ".partial" + self.suffix)
-        os.replace(tmp, final_tmp)
-        atomic_replace(final_tmp, self.path)
+        if count_packets(tmp) != n_frames:
+            reason = write_failure(tmp, "cannot write the joined video")
+            tmp.unlink(missing_ok=True)
+            raise OutputError(reason)
+        # The rename is the commit; OUT.partial/ goes after it, so a run killed in between is
+        # finished by --resume (it joins the same segments again: the same bytes).
+        atomic_replace(tmp, self.path)
+        kill_point("after-rename")
         remove_path(self.workdir)
         return self.path
 
