@@ -56,27 +56,34 @@ def tree_fingerprint(path: Path) -> dict[str, int]:
     return {"files": files, "bytes": total}
 
 
-def write_failure(path: Path, what: str = "cannot write") -> str:
-    """A one-line reason for a write that did not read back complete: disk full or the
-    process's file-size limit (``RLIMIT_FSIZE``) when either explains it (GDAL and ffmpeg may
-    not report such failures themselves)."""
+def space_problem(path: Path) -> str | None:
+    """``no space left on the device`` or ``the file size limit (N bytes) was reached`` when
+    one of them explains why writing ``path`` failed, else ``None``."""
     import shutil
 
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
-    reason = "the file did not read back complete"
-    try:
-        if shutil.disk_usage(parent).free < 1 << 20:
-            reason = "no space left on the device"
-    except OSError:
-        pass
     try:
         import resource
 
         soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
         size = path.stat().st_size if path.exists() else 0
         if soft != resource.RLIM_INFINITY and size >= soft:
-            reason = f"the file size limit ({soft} bytes) was reached"
+            return f"the file size limit ({soft} bytes) was reached"
     except (ImportError, OSError, ValueError):
         pass
-    return f"{path}: {what} ({reason})"
+    try:
+        if shutil.disk_usage(parent).free < 1 << 20:
+            return "no space left on the device"
+    except OSError:
+        pass
+    return None
+
+
+def write_failure(path: Path, what: str = "cannot write", written: Path | None = None) -> str:
+    """A one-line reason for a write that did not read back complete: disk full or the
+    process's file-size limit (``RLIMIT_FSIZE``) when either explains it (GDAL and ffmpeg may
+    not report such failures themselves). ``written``: the file actually written (a temporary
+    name of ``path``), when it differs."""
+    reason = space_problem(Path(written) if written is not None else Path(path))
+    return f"{path}: {what} ({reason or 'the file did not read back complete'})"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from satvsr_cli.cli._app import app, guarded
+from satvsr_cli.cli._app import EXPECTED, app, error_line, guarded
 from satvsr_cli.errors import InputError
 from satvsr_cli.options import (
     Blend,
@@ -166,8 +166,17 @@ class Renderer:
             self._console = Console(stderr=True)
         return self._console
 
+    def error(self, message: str, code: int) -> None:
+        """An error as a JSON event on stderr (``--progress json``)."""
+        self.stop()
+        payload = {"event": "error", "message": message, "exit_code": code}
+        sys.stderr.write(json.dumps(payload) + "\n")
+        sys.stderr.flush()
+
     def __call__(self, ev: ProgressEvent) -> None:
         """Render one event."""
+        if ev.event == "done" and ev.message and self.mode in ("none", "plain", "rich"):
+            sys.stderr.write(ev.message + "\n")
         if self.mode == "none":
             if ev.event == "warning" and ev.message:
                 sys.stderr.write(f"warning: {ev.message}\n")
@@ -466,19 +475,32 @@ def upscale_cmd(
 
     Example: [bold]satvsr upscale demo/demo_drift.mp4 -o demo_x4.mp4[/bold]
     """
-    config = build_config(
-        input=input, output=output, input_type=input_type, model=model, weights=weights,
-        allow_random=allow_random, seed=seed, start=start, end=end, overwrite=overwrite,
-        resume=resume, device=device, precision=precision, tile=tile,
-        tile_overlap=tile_overlap, blend=blend, batch=batch, max_memory=max_memory,
-        feature_cache=feature_cache, temporal_padding=temporal_padding,
-        value_range=value_range, bands=bands, bands_per_frame=bands_per_frame, codec=codec,
-        crf=crf, preset=preset, pix_fmt=pix_fmt, encoder_opt=encoder_opt, audio=audio, fps=fps,
-        segment_frames=segment_frames, autorotate=autorotate, frame_format=frame_format,
-        compress=compress, cog=cog, overviews=overviews,
-    )
     mode = progress.value
     renderer = Renderer(mode, quiet)
+    try:
+        _run(
+            renderer, quiet,
+            input=input, output=output, input_type=input_type, model=model, weights=weights,
+            allow_random=allow_random, seed=seed, start=start, end=end, overwrite=overwrite,
+            resume=resume, device=device, precision=precision, tile=tile,
+            tile_overlap=tile_overlap, blend=blend, batch=batch, max_memory=max_memory,
+            feature_cache=feature_cache, temporal_padding=temporal_padding,
+            value_range=value_range, bands=bands, bands_per_frame=bands_per_frame, codec=codec,
+            crf=crf, preset=preset, pix_fmt=pix_fmt, encoder_opt=encoder_opt, audio=audio, fps=fps,
+            segment_frames=segment_frames, autorotate=autorotate, frame_format=frame_format,
+            compress=compress, cog=cog, overviews=overviews,
+        )
+    except EXPECTED as exc:
+        if renderer.mode != "json":
+            raise
+        # --progress json: the error is one more JSON event on stderr, like the warnings
+        message, code = error_line(exc)
+        renderer.error(message, code)
+        raise typer.Exit(code) from None
+
+
+def _run(renderer: Renderer, quiet: bool, **flags: Any) -> None:
+    config = build_config(**flags)
     from satvsr_cli.engine.run import upscale
 
     try:

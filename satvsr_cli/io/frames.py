@@ -317,7 +317,7 @@ class FramesSink(FolderSink):
             write_image(tmp, data, self.fmt)
             if not verify_image(tmp, self.width, self.height, self.bands, self.dtype):
                 # GDAL may not report a short write (disk full, file-size limit)
-                raise OutputError(write_failure(final))
+                raise OutputError(write_failure(final, written=tmp))
             os.replace(tmp, final)
         except BaseException as exc:
             tmp.unlink(missing_ok=True)

@@ -228,7 +228,7 @@ def finish(tmp: Path, final: Path, *, cog: bool, compress: str) -> Path:
     try:
         if not reads_back(src_file):
             # GDAL may not report a short write (disk full, file-size limit)
-            raise OutputError(write_failure(final))
+            raise OutputError(write_failure(final, written=src_file))
         os.replace(src_file, final)
         aux = Path(str(src_file) + ".aux.xml")
         if aux.exists():

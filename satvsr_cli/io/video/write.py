@@ -22,7 +22,7 @@ from typing import IO, Any
 import numpy as np
 
 from satvsr_cli.errors import OutputError
-from satvsr_cli.fsutil import kill_point, write_failure
+from satvsr_cli.fsutil import kill_point, space_problem, write_failure
 from satvsr_cli.io.base import (
     FrameSink,
     atomic_replace,
@@ -82,7 +82,8 @@ class _Encoder:
             self.proc.stdin.write(data)
         except (BrokenPipeError, OSError):
             self.proc.wait()
-            raise OutputError(f"{self.target}: video encoder failed ({self._stderr()})") from None
+            reason = space_problem(self.target) or self._stderr()
+            raise OutputError(f"{self.target}: video encoder failed ({reason})") from None
         self.frames += 1
 
     def _stderr(self) -> str:
@@ -97,7 +98,7 @@ class _Encoder:
             pass
         rc = self.proc.wait()
         if rc != 0:
-            msg = self._stderr()
+            msg = space_problem(self.target) or self._stderr()
             self._log.close()
             raise OutputError(f"{self.target}: video encoder failed ({msg})")
         self._log.close()
@@ -335,9 +336,9 @@ class VideoSink(FrameSink):
             if res.returncode == 0:
                 self.warnings.append(f"audio re-encoded ({self.audio_codec} could not be copied)")
         if res.returncode != 0:
+            reason = space_problem(tmp) or last_error_line(res.stderr)
             tmp.unlink(missing_ok=True)
-            raise OutputError(f"{self.path}: joining the video segments failed "
-                              f"({last_error_line(res.stderr)})")
+            raise OutputError(f"{self.path}: joining the video segments failed ({reason})")
         if count_packets(tmp) != n_frames:
             reason = write_failure(tmp, "cannot write the joined video")
             tmp.unlink(missing_ok=True)
