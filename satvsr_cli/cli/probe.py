@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from satvsr_cli.cli._app import app, guarded
+from satvsr_cli.cli._app import app, fail, guarded
 from satvsr_cli.cli.upscale import (
     COMPUTE_PANEL,
     IO_PANEL,
@@ -66,6 +66,7 @@ def probe_cmd(
     report = probe(config)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), default=str, indent=1) + "\n")
+        _exit_if_not_runnable(report.problems)
         return
     from rich.console import Console
     from rich.table import Table
@@ -114,4 +115,16 @@ def probe_cmd(
               f"frames, {format_bytes(report.output_bytes_per_frame)}/frame uncompressed")
     for note in report.notes:
         t.add_row("note", f"[yellow]{note}[/yellow]")
+    for _code, problem in report.problems:
+        if problem not in report.notes:
+            t.add_row("cannot run", f"[red]{problem}[/red]")
     Console().print(t)
+    _exit_if_not_runnable(report.problems)
+
+
+def _exit_if_not_runnable(problems: tuple[tuple[int, str], ...]) -> None:
+    """``upscale`` could not run this plan: exit with the first problem's code and reason."""
+    if problems:
+        code, message = problems[0]
+        more = f" (+{len(problems) - 1} more problem(s) above)" if len(problems) > 1 else ""
+        raise fail(f"the planned upscale cannot run: {message}{more}", code)

@@ -35,7 +35,7 @@ from satvsr_cli.engine.manifest import (
 )
 from satvsr_cli.engine.memory import Resources, choose_resources
 from satvsr_cli.engine.tiling import TilePlan, plan_tiles
-from satvsr_cli.errors import InputError, OutputError, SatvsrError
+from satvsr_cli.errors import InputError, OutputError, SatvsrError, WeightsError
 from satvsr_cli.io import default_output, open_source, output_kind
 from satvsr_cli.io.base import FrameSource, SourceInfo
 from satvsr_cli.io.video import check_video_output
@@ -174,6 +174,9 @@ class JobPlan:
     value_range_note: str | None = None
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    #: (exit code, reason) of everything that makes the plan impossible to run (``build=False``
+    #: only: with ``build=True`` the first one is raised); ``probe`` exits with the first.
+    problems: tuple[tuple[int, str], ...] = ()
 
     @property
     def tile(self) -> tuple[int, int]:
@@ -360,6 +363,7 @@ def plan_job(
     else:
         info = source.info
     notes: list[str] = []
+    problems: list[tuple[int, str]] = []
     out = output_path(config, info)
     kind = output_kind(out, info)
     start, end = _frame_range(config, info, _warn)
@@ -376,12 +380,14 @@ def plan_job(
         if build:
             raise
         bands_note = str(exc)
+        problems.append((exc.exit_code, bands_note))
     try:
         vrange = value_range_for(info, config.input.value_range)
     except SatvsrError as exc:
         if build:
             raise
         vr_note = str(exc)
+        problems.append((exc.exit_code, vr_note))
 
     fps: Fraction | None = None
     if kind == OutputKind.video:
@@ -391,6 +397,7 @@ def plan_job(
             if build:
                 raise
             notes.append(str(exc))
+            problems.append((exc.exit_code, str(exc)))
         fps = config.output.video.fps or info.fps
         if fps is None:
             fps = DEFAULT_FPS
@@ -411,6 +418,7 @@ def plan_job(
     else:
         loaded, more = _describe_model(config)
         notes += more
+        problems += [(WeightsError.exit_code, note) for note in more]
     size_multiple = size_multiple_of(loaded)
 
     weights_id = None
@@ -447,4 +455,5 @@ def plan_job(
         size_multiple=size_multiple, resources=res, tiles=tiles, fps=fps, built=build,
         resume=resume, params=params, weights_id=weights_id, bands_note=bands_note,
         value_range_note=vr_note, warnings=tuple(warnings), notes=tuple(notes),
+        problems=tuple(problems),
     )
