@@ -32,6 +32,11 @@ def probe_cmd(
         rich_help_panel=IO_PANEL, help="Override the detected input type.")] = InputType.auto,
     start: Annotated[int, typer.Option(rich_help_panel=IO_PANEL, min=0)] = 0,
     end: Annotated[int | None, typer.Option(rich_help_panel=IO_PANEL, min=1)] = None,
+    window: Annotated[str | None, typer.Option(
+        rich_help_panel=IO_PANEL, help="X,Y,W,H: plan for this part of every frame.")] = None,
+    independent: Annotated[bool, typer.Option(
+        "--independent", rich_help_panel=IO_PANEL,
+        help="Plan for every frame upscaled alone.")] = False,
     model: Annotated[str | None, typer.Option(
         "-m", "--model", rich_help_panel=MODEL_PANEL, help="Network name.")] = None,
     weights: Annotated[Path | None, typer.Option(
@@ -59,7 +64,8 @@ def probe_cmd(
 
     config = build_config(
         input=input, output=output, input_type=input_type, model=model, weights=weights,
-        start=start, end=end, device=device, precision=precision, tile=tile,
+        start=start, end=end, window=window, independent=independent, device=device,
+        precision=precision, tile=tile,
         tile_overlap=tile_overlap, batch=batch, max_memory=max_memory, value_range=value_range,
         bands=bands, bands_per_frame=bands_per_frame,
     )
@@ -113,6 +119,8 @@ def probe_cmd(
     t.add_row("output", f"{report.output} ({report.output_kind})")
     t.add_row("output size", f"{report.output_size[0]} x {report.output_size[1]}, {out_frames} "
               f"frames, {format_bytes(report.output_bytes_per_frame)}/frame uncompressed")
+    if report.video_codec:
+        t.add_row("video encoder", f"{report.video_codec} {report.video_pix_fmt or ''}".strip())
     for note in report.notes:
         t.add_row("note", f"[yellow]{note}[/yellow]")
     for _code, problem in report.problems:

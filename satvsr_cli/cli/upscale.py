@@ -95,6 +95,19 @@ def parse_bands(text: str | None) -> tuple[int, ...] | None:
     return bands
 
 
+def parse_window(text: str | None) -> tuple[int, int, int, int] | None:
+    """``"X,Y,W,H"`` (LR pixels, GDAL's ``-srcwin``) → (x, y, w, h)."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*", text)
+    if not m:
+        raise InputError(f"--window must be X,Y,W,H (whole LR pixels), got {text!r}")
+    x, y, w, h = (int(g) for g in m.groups())
+    if w < 1 or h < 1:
+        raise InputError(f"--window {text}: W and H must be at least 1")
+    return x, y, w, h
+
+
 def parse_size(text: str | None) -> int | None:
     """``"4G"``, ``"512M"``, ``"1.5GiB"`` → bytes."""
     if text is None:
@@ -155,6 +168,7 @@ class Renderer:
         self.mode = mode
         self._progress: Any = None
         self._task: Any = None
+        self._tile_task: Any = None
         self._last_plain = 0.0
         self._console: Any = None
 
@@ -210,6 +224,9 @@ class Renderer:
                 + (f"; resuming after {ev.done} frames" if ev.done else "")
                 + "\n"
             )
+        elif ev.event == "tile" and now - self._last_plain >= 5.0:
+            self._last_plain = now
+            sys.stderr.write(f"frame {ev.frame}: tile {ev.tiles_done}/{ev.tiles_total}\n")
         elif ev.event == "frame" and (now - self._last_plain >= 5.0 or ev.done == ev.total):
             self._last_plain = now
             total = f"{'' if ev.total_exact else '≈'}{ev.total}" if ev.total is not None else "?"
@@ -250,6 +267,14 @@ class Renderer:
             self._progress.start()
             self._task = self._progress.add_task(
                 "frames", total=ev.total, completed=ev.done, fps="-"
+            )
+        elif ev.event == "tile" and self._progress is not None:
+            # huge frames: a second bar for the tiles of the frame being computed
+            if self._tile_task is None:
+                self._tile_task = self._progress.add_task("tiles", total=ev.tiles_total, fps="")
+            self._progress.update(
+                self._tile_task, completed=ev.tiles_done, total=ev.tiles_total,
+                description=f"frame {ev.frame} tiles",
             )
         elif ev.event == "frame" and self._progress is not None:
             self._progress.update(
@@ -316,6 +341,7 @@ _PARSERS: dict[str, Any] = {
     "max_memory": parse_size,
     "value_range": lambda t: parse_pair(t, "--value-range"),
     "bands": parse_bands,
+    "window": parse_window,
     "fps": parse_fps,
     "output": lambda p: None if p is None else str(p),
     "weights": lambda p: None if p is None else str(p),
@@ -365,6 +391,14 @@ def upscale_cmd(
     end: Annotated[int | None, typer.Option(
         rich_help_panel=IO_PANEL, min=1,
         help="Stop before this frame (exclusive). Default: the end of the input.")] = None,
+    window: Annotated[str | None, typer.Option(
+        rich_help_panel=IO_PANEL,
+        help="Upscale only this part of every frame: X,Y,W,H in input pixels (like GDAL's "
+             "-srcwin); GeoTIFF georeferencing follows.")] = None,
+    independent: Annotated[bool, typer.Option(
+        "--independent", rich_help_panel=IO_PANEL,
+        help="Upscale every frame alone (its temporal window filled with itself): for folders "
+             "of unrelated images.")] = False,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", rich_help_panel=IO_PANEL,
         help="Replace an existing output (and discard an unfinished run).")] = False,
@@ -428,8 +462,10 @@ def upscale_cmd(
     bands_per_frame: Annotated[int | None, typer.Option(
         rich_help_panel=VALUES_PANEL, min=1,
         help="Split one multi-band GeoTIFF into frames of K bands.")] = None,
-    codec: Annotated[str, typer.Option(
-        rich_help_panel=VIDEO_PANEL, help="ffmpeg video encoder.")] = "libx264",
+    codec: Annotated[str | None, typer.Option(
+        rich_help_panel=VIDEO_PANEL,
+        help="ffmpeg video encoder. Default: libx264, or libx265 when the x4 frames are beyond "
+             "H.264's limits (level 6.2: 139264 macroblocks, e.g. 8192x4320).")] = None,
     crf: Annotated[int | None, typer.Option(
         rich_help_panel=VIDEO_PANEL, min=0, max=63,
         help="Constant rate factor (x264/x265/VP9/AV1).")] = 18,
@@ -437,7 +473,8 @@ def upscale_cmd(
         rich_help_panel=VIDEO_PANEL, help="Encoder preset, e.g. slow, medium, veryfast.")] = None,
     pix_fmt: Annotated[str | None, typer.Option(
         rich_help_panel=VIDEO_PANEL,
-        help="Output pixel format. Default: yuv420p (yuv420p10le for >8-bit input).")] = None,
+        help="Output pixel format. Default: the chroma subsampling of a video input (4:4:4 → "
+             "yuv444p, 4:2:0 → yuv420p), yuv420p for images; 10-bit for >8-bit input.")] = None,
     encoder_opt: Annotated[list[str] | None, typer.Option(
         rich_help_panel=VIDEO_PANEL,
         help="Extra encoder option KEY=VALUE (repeatable), e.g. tune=grain.")] = None,
@@ -482,6 +519,7 @@ def upscale_cmd(
             renderer, quiet,
             input=input, output=output, input_type=input_type, model=model, weights=weights,
             allow_random=allow_random, seed=seed, start=start, end=end, overwrite=overwrite,
+            window=window, independent=independent,
             resume=resume, device=device, precision=precision, tile=tile,
             tile_overlap=tile_overlap, blend=blend, batch=batch, max_memory=max_memory,
             feature_cache=feature_cache, temporal_padding=temporal_padding,

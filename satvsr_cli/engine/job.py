@@ -76,12 +76,14 @@ class Job:
         temporal_padding: str,
         emit: ProgressCallback,
         t_start: float,
+        independent: bool = False,
     ) -> None:
         self.info, self.sink, self.up = info, sink, up
         self.out, self.kind, self.mpath = out, kind, mpath
         self.params = params
         self.start, self.end = start, end
         self.padding = temporal_padding
+        self.independent = independent  # every frame alone: its window is itself 5 times
         self.emit, self.t_start = emit, t_start
         self.computed = 0
         self.skipped = 0
@@ -177,7 +179,8 @@ class Job:
                         raise InputError(f"--start {start} is past the end of the input")
                     break  # the clip ended before the estimated count
                 n_known = last_read + 1
-                work = [(u, frame_indices(u, n_known, WINDOW, self.padding)) for u in items]
+                work = [(u, [u] * WINDOW if self.independent
+                         else frame_indices(u, n_known, WINDOW, self.padding)) for u in items]
                 t0 = time.perf_counter()
                 writers: list[RowWriter | None] = [None] * len(items)
                 if self.up.can_stream():
@@ -186,6 +189,7 @@ class Job:
                         None if u in done else self.sink.open_rows(u, ring[u].valid is not None)
                         for u in items
                     ]
+                self.up.on_tile = self._tile_reporter(items[-1], total)
                 try:
                     outs = self.up.upscale_many(work, ring, writers)
                 except BaseException:
@@ -217,6 +221,15 @@ class Job:
                 self.up.forget(j)
         if end is None:
             self.end = t
+
+    def _tile_reporter(self, t: int, total: int | None) -> Callable[[int, int], None]:
+        def report(done: int, of: int) -> None:
+            self.emit(ProgressEvent(
+                "tile", done=self.completed, total=total, total_exact=self.info.n_frames_exact,
+                elapsed_s=time.perf_counter() - self.t_start, frame=t, tiles_done=done,
+                tiles_total=of,
+            ))
+        return report
 
     def _progress(self, t: int, total: int | None, eof: bool, last_read: int) -> None:
         if total is None and eof:

@@ -158,6 +158,8 @@ def job_params(
         "frame_format": None if raster.frame_format is None else str(raster.frame_format),
         "compress": str(raster.compress), "cog": raster.cog,
         "overviews": raster.overviews, "autorotate": inp.autorotate,
+        "window": None if inp.window is None else list(inp.window),
+        "independent": inp.independent or None,
         "model": label, "weights_sha256": weights_id,
     }
 

@@ -38,6 +38,7 @@ from satvsr_cli.engine.tiling import TilePlan, plan_tiles
 from satvsr_cli.errors import InputError, OutputError, SatvsrError, WeightsError
 from satvsr_cli.io import default_output, open_source, output_kind
 from satvsr_cli.io.base import FrameSource, SourceInfo
+from satvsr_cli.io.options import VideoOptions
 from satvsr_cli.io.video import check_video_output
 from satvsr_cli.options import OutputKind, Precision
 
@@ -123,6 +124,28 @@ def output_path(config: UpscaleConfig, info: SourceInfo) -> Path:
     return Path(config.output.path) if config.output.path else default_output(info)
 
 
+def resolve_video(options: VideoOptions, info: SourceInfo, out: Path, warn: Warn) -> VideoOptions:
+    """The video settings with the encoder and pixel format decided: the codec that can hold
+    the x4 frames (:func:`satvsr_cli.io.video.limits.choose_codec`) and, without
+    ``--pix-fmt``, the source's chroma subsampling."""
+    import dataclasses
+
+    from satvsr_cli.io.video.limits import choose_codec, output_pix_fmt
+    from satvsr_cli.io.video.write import default_pix_fmt
+
+    codec, note = choose_codec(options.codec, info.width * SCALE, info.height * SCALE, out)
+    if note is not None:
+        warn(note)
+    pix_fmt = options.pix_fmt
+    if pix_fmt is None:
+        depth = 16 if info.dtype == "uint16" else 8
+        grey = info.bands == 1
+        pix_fmt = output_pix_fmt(codec, info.bit_depth or depth, grey,
+                                 info.pix_fmt if info.kind == "video" else None,
+                                 default_pix_fmt(codec, depth, grey))
+    return dataclasses.replace(options, codec=codec, pix_fmt=pix_fmt)
+
+
 def check_output_location(out: Path, info: SourceInfo) -> None:
     """The output must not be the input, and its folder must be creatable and writable."""
     try:
@@ -167,6 +190,8 @@ class JobPlan:
     tiles: TilePlan
     fps: Fraction | None
     built: bool
+    #: the video settings with the codec and pixel format decided (video output only)
+    video: VideoOptions | None = None
     resume: ResumeDecision | None = None
     params: dict[str, Any] = field(default_factory=dict)
     weights_id: str | None = None
@@ -214,6 +239,10 @@ class JobPlan:
             "SATVSR_BANDS": self.bands.describe(),
             "SATVSR_SOURCE": source_name(self.info.spec),
         }
+        if self.config.input.window is not None:
+            tags["SATVSR_SOURCE_WINDOW"] = ",".join(str(v) for v in self.config.input.window)
+        if self.config.input.independent:
+            tags["SATVSR_INDEPENDENT"] = "each frame upscaled alone"
         if self.bands.bicubic:
             tags["SATVSR_BICUBIC_BANDS"] = ",".join(str(b + 1) for b in self.bands.bicubic)
         return tags
@@ -357,7 +386,7 @@ def plan_job(
     if source is None:
         with open_source(
             config.input.path, config.input.type, bands_per_frame=config.input.bands_per_frame,
-            autorotate=config.input.autorotate,
+            autorotate=config.input.autorotate, window=config.input.window,
         ) as opened:
             info = opened.info
     else:
@@ -367,6 +396,12 @@ def plan_job(
     out = output_path(config, info)
     kind = output_kind(out, info)
     start, end = _frame_range(config, info, _warn)
+    if info.kind == "frames" and not config.input.independent and len(info.files) > 1:
+        from satvsr_cli.engine.scenes import unrelated_warning
+
+        scene_warning = unrelated_warning(Path(info.spec).name or info.spec, info.files)
+        if scene_warning is not None:
+            (_warn if build else notes.append)(scene_warning)
     if build and info.vfr:
         _warn("the video seems to have a variable frame rate; output frames keep their "
               f"order at a constant {info.fps} fps")
@@ -390,9 +425,11 @@ def plan_job(
         problems.append((exc.exit_code, vr_note))
 
     fps: Fraction | None = None
+    video: VideoOptions | None = None
     if kind == OutputKind.video:
         try:
             check_video_output(out, info.bands, info.dtype)
+            video = resolve_video(config.output.video, info, out, _warn if build else notes.append)
         except SatvsrError as exc:
             if build:
                 raise
@@ -453,6 +490,7 @@ def plan_job(
         config=config, info=info, output=out, kind=kind, start=start, end=end, bands=bands,
         value_range=vrange, device=device, precision=precision, model=loaded,
         size_multiple=size_multiple, resources=res, tiles=tiles, fps=fps, built=build,
+        video=video,
         resume=resume, params=params, weights_id=weights_id, bands_note=bands_note,
         value_range_note=vr_note, warnings=tuple(warnings), notes=tuple(notes),
         problems=tuple(problems),

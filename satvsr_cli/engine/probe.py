@@ -44,6 +44,8 @@ class ProbeReport:
     memory: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     problems: tuple[tuple[int, str], ...] = ()
+    video_codec: str | None = None
+    video_pix_fmt: str | None = None
 
     @property
     def runnable(self) -> bool:
@@ -82,6 +84,7 @@ class ProbeReport:
                 "path": str(self.output), "kind": self.output_kind,
                 "width": self.output_size[0], "height": self.output_size[1],
                 "frames": self.output_frames, "bytes_per_frame": self.output_bytes_per_frame,
+                "codec": self.video_codec, "pix_fmt": self.video_pix_fmt,
             },
             "memory_bytes": self.memory, "notes": list(self.notes),
             "runnable": self.runnable,
@@ -165,4 +168,6 @@ def report_of(plan: JobPlan) -> ProbeReport:
         output_size=(info.width * SCALE, info.height * SCALE), output_frames=n_out,
         output_bytes_per_frame=frame_out, memory=memory, notes=tuple(notes),
         problems=tuple(problems),
+        video_codec=plan.video.codec if plan.video is not None else None,
+        video_pix_fmt=plan.video.pix_fmt if plan.video is not None else None,
     )

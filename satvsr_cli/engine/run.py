@@ -105,7 +105,7 @@ def upscale(
     check_config(config)
     source = open_source(
         config.input.path, config.input.type, bands_per_frame=config.input.bands_per_frame,
-        autorotate=config.input.autorotate,
+        autorotate=config.input.autorotate, window=config.input.window,
     )
     with source, OutputLock(output_path(config, source.info)):
         plan = plan_job(config, source=source, model=model, model_name=model_name, warn=warn)
@@ -125,7 +125,7 @@ def upscale(
         tiles = up.set_frame_size(plan.info.height, plan.info.width)
         assert tiles == plan.tiles, "the engine must tile as planned"
         sink = open_sink(plan.kind, plan.output, plan.info, SinkOptions(
-            start=plan.start, end=plan.end, video=config.output.video,
+            start=plan.start, end=plan.end, video=plan.video or config.output.video,
             raster=config.output.raster, fps=plan.fps, tags=plan.tags(),
             band_descriptions=plan.band_descriptions(), resume_state=plan.resume.sink_state,
         ))
@@ -134,6 +134,7 @@ def upscale(
             info=plan.info, sink=sink, up=up, out=plan.output, kind=plan.kind, mpath=mpath,
             params=plan.params, start=plan.start, end=plan.end,
             temporal_padding=config.compute.temporal_padding, emit=emit, t_start=t_start,
+            independent=config.input.independent,
         )
         try:
             with sigterm_as_interrupt():
