@@ -52,6 +52,11 @@ def probe_cmd(
     value_range: Annotated[str | None, typer.Option(rich_help_panel=VALUES_PANEL)] = None,
     bands: Annotated[str | None, typer.Option(rich_help_panel=VALUES_PANEL)] = None,
     bands_per_frame: Annotated[int | None, typer.Option(rich_help_panel=VALUES_PANEL, min=1)] = None,
+    codec: Annotated[str | None, typer.Option(
+        rich_help_panel=IO_PANEL,
+        help="Video encoder upscale would use (default: libx264, libx265 beyond H.264's "
+             "limits).")] = None,
+    pix_fmt: Annotated[str | None, typer.Option(rich_help_panel=IO_PANEL)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Describe an input and the planned upscale, without running a network.
@@ -67,7 +72,7 @@ def probe_cmd(
         start=start, end=end, window=window, independent=independent, device=device,
         precision=precision, tile=tile,
         tile_overlap=tile_overlap, batch=batch, max_memory=max_memory, value_range=value_range,
-        bands=bands, bands_per_frame=bands_per_frame,
+        bands=bands, bands_per_frame=bands_per_frame, codec=codec, pix_fmt=pix_fmt,
     )
     report = probe(config)
     if as_json:
