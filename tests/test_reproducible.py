@@ -284,12 +284,12 @@ def test_two_concurrent_runs_one_wins_nothing_corrupted(tmp_path, weights):
 
 
 def _limited(limit: int):
-    """A ``preexec_fn`` that sets a file-size limit with SIGXFSZ ignored (so writes fail with
-    EFBIG instead of killing the process)."""
+    """A ``preexec_fn`` that sets a file-size limit (SIGXFSZ keeps its default action, which
+    would kill the process: ``satvsr upscale`` ignores it itself so that writes fail with
+    EFBIG)."""
     def setup() -> None:
         import resource
 
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     return setup
 
@@ -324,7 +324,8 @@ def test_file_size_limit_mid_run_keeps_the_finished_frames_for_resume(tmp_path, 
     args = cli_args(src, out, weights, extra)
     plain = [("plain" if a == "json" else a) for a in args]
     res = subprocess.run([sys.executable, "-m", "satvsr_cli", *plain], capture_output=True,
-                         text=True, env=env_for(), preexec_fn=_limited(limit), check=False)
+                         text=True, env=env_for(PYTHONDONTWRITEBYTECODE="1"),
+                         preexec_fn=_limited(limit), check=False)
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
     assert res.returncode == 3, res.stderr
     assert len(errors) == 1 and "Traceback" not in res.stderr

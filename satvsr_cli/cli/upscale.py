@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import signal
 import sys
 import time
 from enum import StrEnum
@@ -514,6 +516,11 @@ def upscale_cmd(
     """
     mode = progress.value
     renderer = Renderer(mode, quiet)
+    if hasattr(signal, "SIGXFSZ"):
+        # beyond a file-size limit a write fails (EFBIG) and the job stops with one line,
+        # keeping its finished frames, instead of the process dying
+        with contextlib.suppress(ValueError):  # not the main thread (library callers)
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         _run(
             renderer, quiet,
