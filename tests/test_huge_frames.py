@@ -88,6 +88,9 @@ def test_probe_switches_to_h265_beyond_h264_and_refuses_beyond_both(tmp_path):
     big = ffmpeg_video(tmp_path / "big.mp4", "2600x2600", source="color")
     res = runner.invoke(app, ["probe", str(big)])
     assert res.exit_code == 3 and "--window" in res.stderr
+    res = runner.invoke(app, ["upscale", str(big), "-o", str(tmp_path / "big_x4.mp4")])
+    assert res.exit_code == 3 and "--window" in res.stderr  # upscale refuses the same plan
+    assert not (tmp_path / "big_x4.mp4.partial").exists()
     res = runner.invoke(app, ["probe", str(big), "--window", "0,0,1024,1024", "--json"])
     assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout)
@@ -159,6 +162,24 @@ def test_progress_per_tile_within_a_frame(tmp_path, weights):
     assert n > 1 and [e["tiles_done"] for e in tiles] == list(range(1, n + 1))
     first_frame = next(i for i, e in enumerate(events) if e["event"] == "frame")
     assert events.index(tiles[-1]) < first_frame  # tile events come before the frame's
+
+
+def test_rich_and_plain_displays_take_tile_events(capsys):
+    from satvsr_cli.cli.upscale import Renderer
+    from satvsr_cli.engine.config import ProgressEvent
+
+    info = {"output": "o", "output_kind": "frames", "tile": [8, 8], "tiles_per_frame": 4,
+            "batch": 1, "device": "cpu", "precision": "fp32"}
+    for mode in ("rich", "plain"):
+        r = Renderer(mode, quiet=False)
+        r(ProgressEvent("start", total=2, info=info))
+        for k in range(1, 5):
+            r(ProgressEvent("tile", total=2, frame=0, tiles_done=k, tiles_total=4))
+        r(ProgressEvent("frame", done=1, total=2, frame=0))
+        r(ProgressEvent("done", done=2, total=2))
+        r.stop()
+    err = capsys.readouterr().err
+    assert "frame 0: tile 1/4" in err  # plain: the first tile line (then one per 5 s)
 
 
 # ------------------------------------------------------------------ unrelated images
