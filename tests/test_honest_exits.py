@@ -78,3 +78,23 @@ def test_a_raw_memory_error_is_the_out_of_memory_exit(six_bands, tmp_path, monke
         assert event["event"] == "error" and "out of memory" in event["message"]
     else:
         assert res.stderr.strip() == "error: out of memory; try a smaller --tile"
+
+
+def test_json_mode_turns_library_warnings_into_events(six_bands, tmp_path, monkeypatch):
+    import warnings
+
+    from satvsr_cli.engine import run as run_mod
+    from satvsr_cli.errors import InputError
+
+    def fake(config, on_progress=None):
+        warnings.warn("a library speaks up", UserWarning, stacklevel=1)
+        raise InputError("bad input")
+
+    monkeypatch.setattr(run_mod, "upscale", fake)
+    res = runner.invoke(app, ["upscale", str(six_bands), "-o", str(tmp_path / "o.tif"),
+                              "--progress", "json"])
+    assert res.exit_code == 2
+    events = [json.loads(line) for line in res.stderr.splitlines()]  # every line is JSON
+    assert events[0] == {"event": "warning", "done": 0, "total_exact": True, "elapsed_s": 0.0,
+                         "message": "UserWarning: a library speaks up"}
+    assert events[-1]["event"] == "error" and events[-1]["message"] == "bad input"

@@ -545,11 +545,21 @@ def upscale_cmd(
 
 
 def _run(renderer: Renderer, quiet: bool, **flags: Any) -> None:
+    import warnings
+
     config = build_config(**flags)
+    from satvsr_cli.engine.config import ProgressEvent
     from satvsr_cli.engine.run import upscale
 
-    try:
-        summary = upscale(config, on_progress=renderer)
-    finally:
-        renderer.stop()
+    with warnings.catch_warnings():
+        if renderer.mode == "json":
+            # Python warnings of the libraries become warning events too (one JSON per line)
+            def show(message: Warning | str, category: type[Warning], *_a: Any, **_k: Any) -> None:
+                renderer(ProgressEvent("warning", message=f"{category.__name__}: {message}"))
+
+            warnings.showwarning = show
+        try:
+            summary = upscale(config, on_progress=renderer)
+        finally:
+            renderer.stop()
     render_summary(summary, renderer.mode, quiet)
