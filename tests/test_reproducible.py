@@ -196,8 +196,11 @@ def test_resume_on_a_complete_output_does_nothing_and_a_different_job_is_refused
     args = cli_args(src, out, weights, [])
     assert runner.invoke(app, args).exit_code == 0
     before = tree(out)
+    stale = tmp_path / ".out.satvsr.json.x1y2.partial"  # a manifest write killed half-way
+    stale.write_text("{")
     res = runner.invoke(app, [*args, "--resume"])
     assert res.exit_code == 0, res.output
+    assert not stale.exists()
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["already_complete"] and summary["frames_written"] == 0
     assert tree(out) == before

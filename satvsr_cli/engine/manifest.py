@@ -103,6 +103,8 @@ def check_existing_output(config: UpscaleConfig, out: Path) -> tuple[Path, Path,
     earlier run's manifest (kept only when it may be resumed or checked by ``--resume``)."""
     policy = config.run.existing
     mpath, ppath = manifest_path(out), partial_path(out)
+    for stale in mpath.parent.glob(f".{mpath.name}.*.partial"):
+        stale.unlink(missing_ok=True)  # a manifest write killed half-way (atomic: never read)
     old_manifest = read_manifest(mpath) if mpath.exists() else None
     if state_of(old_manifest) == COMPLETE and not out.exists():
         mpath.unlink(missing_ok=True)  # the record of an output that was removed since
