@@ -43,6 +43,16 @@ def kill_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def frame_delay() -> None:
+    """Sleep ``SATVSR_TEST_FRAME_DELAY`` seconds (after each computed frame): the kill/resume
+    tests use it so that a kill sent after a progress event lands before the job ends."""
+    value = os.environ.get("SATVSR_TEST_FRAME_DELAY")
+    if value:
+        import time
+
+        time.sleep(float(value))
+
+
 def tree_fingerprint(path: Path) -> dict[str, int]:
     """Number of files and their total size under ``path`` (a file or a folder)."""
     path = Path(path)

@@ -127,8 +127,10 @@ def env_for(**extra: str) -> dict[str, str]:
 
 def kill_after_frames(args: list[str], k: int) -> int:
     """Run the CLI in a subprocess and SIGKILL it after ``k`` frame events; its return code."""
+    # a pause after each frame, so that the kill lands before the job ends on a busy machine
     proc = subprocess.Popen([sys.executable, "-m", "satvsr_cli", *args], stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True, env=env_for())
+                            stdout=subprocess.DEVNULL, text=True,
+                            env=env_for(SATVSR_TEST_FRAME_DELAY="0.3"))
     assert proc.stderr is not None
     seen = 0
     deadline = time.monotonic() + 120

@@ -28,6 +28,7 @@ from satvsr_cli.engine.manifest import RUNNING, write_manifest
 from satvsr_cli.engine.plan import HALF_WINDOW, SCALE, WINDOW
 from satvsr_cli.engine.windows import frame_indices
 from satvsr_cli.errors import InputError
+from satvsr_cli.fsutil import frame_delay
 from satvsr_cli.io.base import Frame, FrameSink, FrameSource, RowWriter, SourceInfo
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -213,6 +214,7 @@ class Job:
                 self.completed += new
                 self._maybe_save()
                 self._progress(items[-1], total, eof, last_read)
+                frame_delay()
                 t = items[-1] + 1
                 if len(items) < c1 - c0:
                     break  # end of the clip inside the chunk
