@@ -508,7 +508,8 @@ def upscale_cmd(
     progress: Annotated[ProgressMode, typer.Option(
         rich_help_panel=DISPLAY_PANEL,
         help="auto (rich on a terminal, plain lines otherwise), rich, plain, json (one JSON "
-             "object per line on stderr; summary as JSON on stdout) or none.")] = ProgressMode.auto,
+             "object per line on stderr: start, tile, frame, warning, done and error events; "
+             "the summary as JSON on stdout) or none.")] = ProgressMode.auto,
 ) -> None:
     """Super-resolve a satellite video, frame folder or GeoTIFF stack x4.
 
