@@ -116,6 +116,11 @@ def check_existing_output(config: UpscaleConfig, out: Path) -> tuple[Path, Path,
         return mpath, ppath, None
     if out.exists():
         if policy == ExistingOutput.refuse:
+            if state_of(old_manifest) in (RUNNING, COMMITTING):
+                raise OutputError(
+                    f"{out} already exists and an unfinished run replacing it was interrupted; "
+                    "add --resume to continue it or --overwrite to start again"
+                )
             raise OutputError(f"{out} already exists; add --overwrite to replace it")
         if old_manifest is None:
             raise OutputError(
