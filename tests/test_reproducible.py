@@ -352,3 +352,33 @@ def test_file_size_limit_mid_run_keeps_the_finished_frames_for_resume(tmp_path, 
     summary = resume(args)  # no limit now
     assert summary["frames_resumed"] >= 1
     assert tree(out) == tree(ref)
+
+
+def test_an_interrupted_overwrite_run_is_resumed(tmp_path, weights, monkeypatch):
+    from satvsr_cli.io import frames as frames_mod
+
+    src = make_frames(tmp_path / "in", n=4)
+    out = tmp_path / "out"
+    args = cli_args(src, out, weights, [])
+    assert runner.invoke(app, args).exit_code == 0
+    expected = tree(out)
+    (out / "f0.png").write_bytes(b"old")  # the old output, to be replaced
+    original = frames_mod.FramesSink.write
+    calls = []
+
+    def write_then_ctrl_c(self, index, data, valid):
+        calls.append(index)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        original(self, index, data, valid)
+
+    monkeypatch.setattr(frames_mod.FramesSink, "write", write_then_ctrl_c)
+    res = runner.invoke(app, [*args, "--overwrite"])
+    assert res.exit_code == 130
+    monkeypatch.setattr(frames_mod.FramesSink, "write", original)
+    assert (out / "f0.png").read_bytes() == b"old"  # untouched until the commit
+    res = runner.invoke(app, args)
+    assert res.exit_code == 3 and "--resume" in res.stderr
+    summary = resume(args)
+    assert summary["frames_resumed"] == 1 and summary["frames_written"] == 3
+    assert tree(out) == expected
