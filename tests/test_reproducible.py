@@ -87,6 +87,7 @@ KINDS = {
     "geotiff-frames": ("geotiffs", "out", []),
     "geotiff-stack": ("geotiffs", "out.tif", []),
     "cog": ("geotiffs", "out.tif", ["--cog"]),
+    "cog-frames": ("geotiffs", "out", ["--cog"]),
     "video": ("video", "out.mp4", ["--segment-frames", "2", "--preset", "ultrafast"]),
 }
 
@@ -96,6 +97,7 @@ COMMIT_KILLS = {
     "geotiff-frames": "after-commit",
     "geotiff-stack": "after-rename",
     "cog": "before-commit",
+    "cog-frames": "after-commit",
     "video": "after-rename",
 }
 
