@@ -198,11 +198,12 @@ def test_probe_video_and_geotiff(clip, tmp_path, tiny_weights):
                        nodata=-9999) as ds:
         ds.write(np.ones((2, 8, 10), np.float32))
     res = runner.invoke(app, ["probe", str(tif), "--model", "msdtgp"])
-    assert res.exit_code == 0, res.output
     assert "32631" in res.stdout and "-9999" in res.stdout
     assert "estimated" in res.stdout  # float data: the range comes from the data
     res = runner.invoke(app, ["probe", str(tif), "--model", "msdtgp", "--json"])
+    assert res.exit_code == 2
     rep = json.loads(res.stdout)
+    assert rep["runnable"] is False and rep["problems"][0]["exit_code"] == 2
     assert rep["input"]["transform"] == [1.0, 0.5, 10.0, 0.25, -1.0, 20.0]
     assert rep["output"]["kind"] == "geotiff-stack" and rep["value_range"]["origin"] == "estimated"
 
@@ -256,7 +257,10 @@ def test_ctrl_c_exits_130_and_resume_is_byte_identical(tmp_path, tiny_weights):
                 break
     rest = proc.stderr.read()
     assert proc.wait(timeout=60) == 130, rest
-    assert "error: interrupted" in rest and "--resume" in rest and "Traceback" not in rest
+    error = json.loads(rest.strip().splitlines()[-1])  # --progress json: errors are events
+    assert error["event"] == "error" and error["exit_code"] == 130
+    assert "interrupted" in error["message"] and "--resume" in error["message"]
+    assert "Traceback" not in rest
     assert not out.exists() and (tmp_path / "out.mp4.satvsr.json").exists()
     again = subprocess.run([*base, "-o", str(out), "--resume"], capture_output=True, text=True,
                            env=env, check=False)

@@ -78,10 +78,23 @@ def test_jilin_frames_as_an_mp4(tmp_path, weights):
 
 def test_taipei_2560_probe_and_first_frame(weights):
     src = need(TAIPEI)
-    res = runner.invoke(app, ["probe", str(src), "-w", str(weights), "--json"])
-    assert res.exit_code == 0, res.output
     import json
 
+    # the x4 video (10240 x 10240) is beyond H.264 and H.265 level 6.2: probe says so
+    res = runner.invoke(app, ["probe", str(src), "-w", str(weights), "--json"])
+    assert res.exit_code == 3 and "--window" in res.stderr
+    rep = json.loads(res.stdout)
+    assert rep["runnable"] is False
+    res = runner.invoke(app, ["probe", str(src), "-w", str(weights), "--json", "--window",
+                              "0,0,2048,1080"])
+    assert res.exit_code == 0, res.output
+    part = json.loads(res.stdout)["output"]
+    # 8192 x 4320 (H.264 level 6.2); 4:4:4 source, 4:4:4 output
+    assert (part["width"], part["height"], part["codec"]) == (8192, 4320, "libx264")
+    assert part["pix_fmt"] == "yuv444p"
+    res = runner.invoke(app, ["probe", str(src), "-w", str(weights), "--json", "-o",
+                              "frames_out"])
+    assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout)
     assert rep["input"]["frames"] == 12 and rep["input"]["fps"] == "1"
     assert (rep["input"]["width"], rep["input"]["height"]) == (2560, 2560)
@@ -98,9 +111,10 @@ def test_taipei_2560_upscale_two_frames_tiled(tmp_path, weights):
     src = need(TAIPEI)
     out = tmp_path / "x4.mp4"
     upscale(str(src), "-o", str(out), "-w", str(weights), "--end", "2", "--tile", "384",
-            "--preset", "ultrafast")
+            "--preset", "ultrafast", "--window", "0,0,2048,1080")
     info = probe_video(out)
-    assert (info.n_frames, info.width, info.height) == (2, 10240, 10240)
+    assert (info.n_frames, info.width, info.height) == (2, 8192, 4320)
+    assert str(info.pix_fmt).startswith("yuv444p")
 
 
 def test_rotated_geotransform(tmp_path, weights):

@@ -75,6 +75,23 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+#: The exceptions :func:`guarded` turns into one line (see :func:`error_line`).
+EXPECTED = (SatvsrError, KeyboardInterrupt, FileNotFoundError, PermissionError,
+            IsADirectoryError, NotADirectoryError, MemoryError)
+
+
+def error_line(exc: BaseException) -> tuple[str, int]:
+    """The one-line message and exit code of an expected failure (see :data:`EXPECTED`)."""
+    if isinstance(exc, SatvsrError):
+        return (str(exc).splitlines()[0] if str(exc) else type(exc).__name__), exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", 130
+    if isinstance(exc, MemoryError):
+        return "out of memory; try a smaller --tile", exit_code_for(exc)
+    assert isinstance(exc, OSError)
+    return f"{exc.strerror or exc}: {exc.filename}", 2
+
+
 def guarded(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn expected failures into one line on stderr and a non-zero exit, never a traceback."""
 
@@ -82,14 +99,8 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except SatvsrError as exc:
-            raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                       exc.exit_code) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", 130) from None
-        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-            raise fail(f"{exc.strerror or exc}: {exc.filename}", 2) from None
-        except MemoryError as exc:
-            raise fail("out of memory; try a smaller --tile", exit_code_for(exc)) from None
+        except EXPECTED as exc:
+            message, code = error_line(exc)
+            raise fail(message, code) from None
 
     return wrapper

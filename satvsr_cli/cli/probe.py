@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from satvsr_cli.cli._app import app, guarded
+from satvsr_cli.cli._app import app, fail, guarded
 from satvsr_cli.cli.upscale import (
     COMPUTE_PANEL,
     IO_PANEL,
@@ -41,6 +41,11 @@ def probe_cmd(
         rich_help_panel=IO_PANEL, help="Override the detected input type.")] = InputType.auto,
     start: Annotated[int, typer.Option(rich_help_panel=IO_PANEL, min=0)] = 0,
     end: Annotated[int | None, typer.Option(rich_help_panel=IO_PANEL, min=1)] = None,
+    window: Annotated[str | None, typer.Option(
+        rich_help_panel=IO_PANEL, help="X,Y,W,H: plan for this part of every frame.")] = None,
+    independent: Annotated[bool, typer.Option(
+        "--independent", rich_help_panel=IO_PANEL,
+        help="Plan for every frame upscaled alone.")] = False,
     model: Annotated[str | None, typer.Option(
         "-m", "--model", rich_help_panel=MODEL_PANEL, help="Network name.")] = None,
     weights: Annotated[Path | None, typer.Option(
@@ -56,6 +61,11 @@ def probe_cmd(
     value_range: Annotated[str | None, typer.Option(rich_help_panel=VALUES_PANEL)] = None,
     bands: Annotated[str | None, typer.Option(rich_help_panel=VALUES_PANEL)] = None,
     bands_per_frame: Annotated[int | None, typer.Option(rich_help_panel=VALUES_PANEL, min=1)] = None,
+    codec: Annotated[str | None, typer.Option(
+        rich_help_panel=IO_PANEL,
+        help="Video encoder upscale would use (default: libx264, libx265 beyond H.264's "
+             "limits).")] = None,
+    pix_fmt: Annotated[str | None, typer.Option(rich_help_panel=IO_PANEL)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Describe an input and the planned upscale, without running a network.
@@ -68,13 +78,15 @@ def probe_cmd(
 
     config = build_config(
         input=input, output=output, input_type=input_type, model=model, weights=weights,
-        start=start, end=end, device=device, precision=precision, tile=tile,
+        start=start, end=end, window=window, independent=independent, device=device,
+        precision=precision, tile=tile,
         tile_overlap=tile_overlap, batch=batch, max_memory=max_memory, value_range=value_range,
-        bands=bands, bands_per_frame=bands_per_frame,
+        bands=bands, bands_per_frame=bands_per_frame, codec=codec, pix_fmt=pix_fmt,
     )
     report = probe(config)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), default=str, indent=1) + "\n")
+        _exit_if_not_runnable(report.problems)
         return
     from rich.console import Console
     from rich.table import Table
@@ -121,6 +133,20 @@ def probe_cmd(
     t.add_row("output", f"{report.output} ({report.output_kind})")
     t.add_row("output size", f"{report.output_size[0]} x {report.output_size[1]}, {out_frames} "
               f"frames, {format_bytes(report.output_bytes_per_frame)}/frame uncompressed")
+    if report.video_codec:
+        t.add_row("video encoder", f"{report.video_codec} {report.video_pix_fmt or ''}".strip())
     for note in report.notes:
         t.add_row("note", f"[yellow]{note}[/yellow]")
+    for _code, problem in report.problems:
+        if problem not in report.notes:
+            t.add_row("cannot run", f"[red]{problem}[/red]")
     Console().print(t)
+    _exit_if_not_runnable(report.problems)
+
+
+def _exit_if_not_runnable(problems: tuple[tuple[int, str], ...]) -> None:
+    """``upscale`` could not run this plan: exit with the first problem's code and reason."""
+    if problems:
+        code, message = problems[0]
+        more = f" (+{len(problems) - 1} more problem(s) above)" if len(problems) > 1 else ""
+        raise fail(f"the planned upscale cannot run: {message}{more}", code)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import signal
 import sys
 import time
 from enum import StrEnum
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from satvsr_cli.cli._app import app, guarded
+from satvsr_cli.cli._app import EXPECTED, app, error_line, guarded
 from satvsr_cli.errors import InputError, SatvsrError
 from satvsr_cli.options import (
     Blend,
@@ -96,6 +98,19 @@ def parse_bands(text: str | None) -> tuple[int, ...] | None:
     return bands
 
 
+def parse_window(text: str | None) -> tuple[int, int, int, int] | None:
+    """``"X,Y,W,H"`` (LR pixels, GDAL's ``-srcwin``) → (x, y, w, h)."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*", text)
+    if not m:
+        raise InputError(f"--window must be X,Y,W,H (whole LR pixels), got {text!r}")
+    x, y, w, h = (int(g) for g in m.groups())
+    if w < 1 or h < 1:
+        raise InputError(f"--window {text}: W and H must be at least 1")
+    return x, y, w, h
+
+
 def parse_size(text: str | None) -> int | None:
     """``"4G"``, ``"512M"``, ``"1.5GiB"`` → bytes."""
     if text is None:
@@ -156,6 +171,7 @@ class Renderer:
         self.mode = mode
         self._progress: Any = None
         self._task: Any = None
+        self._tile_task: Any = None
         self._last_plain = 0.0
         self._console: Any = None
 
@@ -167,8 +183,17 @@ class Renderer:
             self._console = Console(stderr=True)
         return self._console
 
+    def error(self, message: str, code: int) -> None:
+        """An error as a JSON event on stderr (``--progress json``)."""
+        self.stop()
+        payload = {"event": "error", "message": message, "exit_code": code}
+        sys.stderr.write(json.dumps(payload) + "\n")
+        sys.stderr.flush()
+
     def __call__(self, ev: ProgressEvent) -> None:
         """Render one event."""
+        if ev.event == "done" and ev.message and self.mode in ("none", "plain", "rich"):
+            sys.stderr.write(ev.message + "\n")
         if self.mode == "none":
             if ev.event == "warning" and ev.message:
                 sys.stderr.write(f"warning: {ev.message}\n")
@@ -202,6 +227,9 @@ class Renderer:
                 + (f"; resuming after {ev.done} frames" if ev.done else "")
                 + "\n"
             )
+        elif ev.event == "tile" and now - self._last_plain >= 5.0:
+            self._last_plain = now
+            sys.stderr.write(f"frame {ev.frame}: tile {ev.tiles_done}/{ev.tiles_total}\n")
         elif ev.event == "frame" and (now - self._last_plain >= 5.0 or ev.done == ev.total):
             self._last_plain = now
             total = f"{'' if ev.total_exact else '≈'}{ev.total}" if ev.total is not None else "?"
@@ -242,6 +270,14 @@ class Renderer:
             self._progress.start()
             self._task = self._progress.add_task(
                 "frames", total=ev.total, completed=ev.done, fps="-"
+            )
+        elif ev.event == "tile" and self._progress is not None:
+            # huge frames: a second bar for the tiles of the frame being computed
+            if self._tile_task is None:
+                self._tile_task = self._progress.add_task("tiles", total=ev.tiles_total, fps="")
+            self._progress.update(
+                self._tile_task, completed=ev.tiles_done, total=ev.tiles_total,
+                description=f"frame {ev.frame} tiles",
             )
         elif ev.event == "frame" and self._progress is not None:
             self._progress.update(
@@ -308,6 +344,7 @@ _PARSERS: dict[str, Any] = {
     "max_memory": parse_size,
     "value_range": lambda t: parse_pair(t, "--value-range"),
     "bands": parse_bands,
+    "window": parse_window,
     "fps": parse_fps,
     "output": lambda p: None if p is None else str(p),
     "weights": lambda p: None if p is None else str(p),
@@ -360,6 +397,14 @@ def upscale_cmd(
     end: Annotated[int | None, typer.Option(
         rich_help_panel=IO_PANEL, min=1,
         help="Stop before this frame (exclusive). Default: the end of the input.")] = None,
+    window: Annotated[str | None, typer.Option(
+        rich_help_panel=IO_PANEL,
+        help="Upscale only this part of every frame: X,Y,W,H in input pixels (like GDAL's "
+             "-srcwin); GeoTIFF georeferencing follows.")] = None,
+    independent: Annotated[bool, typer.Option(
+        "--independent", rich_help_panel=IO_PANEL,
+        help="Upscale every frame alone (its temporal window filled with itself): for folders "
+             "of unrelated images.")] = False,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", rich_help_panel=IO_PANEL,
         help="Replace an existing output (and discard an unfinished run).")] = False,
@@ -430,8 +475,10 @@ def upscale_cmd(
     bands_per_frame: Annotated[int | None, typer.Option(
         rich_help_panel=VALUES_PANEL, min=1,
         help="Split one multi-band GeoTIFF into frames of K bands.")] = None,
-    codec: Annotated[str, typer.Option(
-        rich_help_panel=VIDEO_PANEL, help="ffmpeg video encoder.")] = "libx264",
+    codec: Annotated[str | None, typer.Option(
+        rich_help_panel=VIDEO_PANEL,
+        help="ffmpeg video encoder. Default: libx264, or libx265 when the x4 frames are beyond "
+             "H.264's limits (level 6.2: 139264 macroblocks, e.g. 8192x4320).")] = None,
     crf: Annotated[int | None, typer.Option(
         rich_help_panel=VIDEO_PANEL, min=0, max=63,
         help="Constant rate factor (x264/x265/VP9/AV1).")] = 18,
@@ -439,7 +486,8 @@ def upscale_cmd(
         rich_help_panel=VIDEO_PANEL, help="Encoder preset, e.g. slow, medium, veryfast.")] = None,
     pix_fmt: Annotated[str | None, typer.Option(
         rich_help_panel=VIDEO_PANEL,
-        help="Output pixel format. Default: yuv420p (yuv420p10le for >8-bit input).")] = None,
+        help="Output pixel format. Default: the chroma subsampling of a video input (4:4:4 → "
+             "yuv444p, 4:2:0 → yuv420p), yuv420p for images; 10-bit for >8-bit input.")] = None,
     encoder_opt: Annotated[list[str] | None, typer.Option(
         rich_help_panel=VIDEO_PANEL,
         help="Extra encoder option KEY=VALUE (repeatable), e.g. tune=grain.")] = None,
@@ -471,7 +519,8 @@ def upscale_cmd(
     progress: Annotated[ProgressMode, typer.Option(
         rich_help_panel=DISPLAY_PANEL,
         help="auto (rich on a terminal, plain lines otherwise), rich, plain, json (one JSON "
-             "object per line on stderr; summary as JSON on stdout) or none.")] = ProgressMode.auto,
+             "object per line on stderr: start, tile, frame, warning, done and error events; "
+             "the summary as JSON on stdout) or none.")] = ProgressMode.auto,
     nproc: Annotated[int | None, typer.Option(
         "--nproc", rich_help_panel=COMPUTE_PANEL, min=1,
         help="Split the job over N processes on this machine (torchrun's elastic launcher; "
@@ -486,11 +535,13 @@ def upscale_cmd(
     Example: [bold]satvsr upscale demo/freeway_drift.mp4 -o freeway_x4.mp4[/bold]
     """
     from satvsr_cli.engine.batch import expand_inputs
+    from satvsr_cli.engine.distributed import dist_env
 
     expanded, many = expand_inputs(inputs)
-    config = build_config(
+    flags: dict[str, Any] = dict(  # noqa: C408  (the flag names, as keywords)
         input=expanded[0], output=output, input_type=input_type, model=model, weights=weights,
         allow_random=allow_random, seed=seed, start=start, end=end, overwrite=overwrite,
+        window=window, independent=independent,
         resume=resume, device=device, precision=precision, tile=tile,
         tile_overlap=tile_overlap, blend=blend, batch=batch, max_memory=max_memory,
         feature_cache=feature_cache, temporal_padding=temporal_padding,
@@ -505,29 +556,33 @@ def upscale_cmd(
         from satvsr_cli.engine.compare import check_compare_path
 
         check_compare_path(compare, output, overwrite)
-    from satvsr_cli.engine.distributed import dist_env
-
     env = dist_env()
     if nproc is not None and nproc > 1 and not env.active:
+        build_config(**flags)  # bad options fail here, once, not in every process
         _launch(nproc, max_restarts)
         return
     mode = progress.value
     # under torchrun rank 0 shows the job (all ranks' frames) and its summary
-    renderer = Renderer(mode, quiet or env.rank != 0)
-    if many:
-        _upscale_many(config, expanded, renderer, quiet or env.rank != 0, env.rank != 0)
-        return
-    from satvsr_cli.engine.run import upscale
-
+    quiet_rank = quiet or env.rank != 0
+    renderer = Renderer(mode, quiet_rank)
+    if hasattr(signal, "SIGXFSZ"):
+        # beyond a file-size limit a write fails (EFBIG) and the job stops with one line,
+        # keeping its finished frames, instead of the process dying
+        with contextlib.suppress(ValueError):  # not the main thread (library callers)
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
-        summary = upscale(config, on_progress=renderer)
-    except SatvsrError as exc:
-        if getattr(exc, "echoed", False) and env.rank != 0:  # rank 0 says why and fails
-            raise typer.Exit(0) from None
-        raise
-    finally:
-        renderer.stop()
-    render_summary(summary, renderer.mode, quiet or env.rank != 0)
+        if many:
+            _upscale_many(build_config(**flags), expanded, renderer, quiet_rank, env.rank != 0)
+            return
+        config, summary = _run(renderer, env.rank, **flags)
+    except EXPECTED as exc:
+        if renderer.mode != "json":
+            raise
+        # --progress json: the error is one more JSON event on stderr, like the warnings
+        message, code = error_line(exc)
+        renderer.error(message, code)
+        raise typer.Exit(code) from None
+    render_summary(summary, renderer.mode, quiet_rank)
     if compare is not None and env.rank == 0:
         from satvsr_cli.engine.compare import write_comparison
 
@@ -535,6 +590,31 @@ def upscale_cmd(
         if not quiet:
             what = f"frame {done.first_frame}" if done.kind == "png" else f"{done.frames} frames"
             sys.stderr.write(f"wrote {done.path} (bicubic | satvsr, {what})\n")
+
+
+def _run(renderer: Renderer, rank: int, **flags: Any) -> tuple[UpscaleConfig, UpscaleSummary]:
+    import warnings
+
+    config = build_config(**flags)
+    from satvsr_cli.engine.config import ProgressEvent
+    from satvsr_cli.engine.run import upscale
+
+    with warnings.catch_warnings():
+        if renderer.mode == "json":
+            # Python warnings of the libraries become warning events too (one JSON per line)
+            def show(message: Warning | str, category: type[Warning], *_a: Any, **_k: Any) -> None:
+                renderer(ProgressEvent("warning", message=f"{category.__name__}: {message}"))
+
+            warnings.showwarning = show
+        try:
+            summary = upscale(config, on_progress=renderer)
+        except SatvsrError as exc:
+            if getattr(exc, "echoed", False) and rank != 0:  # rank 0 says why and fails
+                raise typer.Exit(0) from None
+            raise
+        finally:
+            renderer.stop()
+    return config, summary
 
 
 def _upscale_many(config: UpscaleConfig, inputs: list[str], renderer: Renderer,

@@ -26,7 +26,7 @@ from satvsr_cli.options import (
 )
 
 TileSpec = int | tuple[int, int] | None
-PROGRESS_EVENTS = ("start", "frame", "warning", "done")
+PROGRESS_EVENTS = ("start", "tile", "frame", "warning", "done")
 
 
 def _coerce(obj: Any, **enums: type[StrEnum]) -> None:
@@ -50,6 +50,10 @@ class InputOptions:
         bands: 1-based bands the network sees (1 or 3 values); others are bicubic.
         bands_per_frame: split one multi-band GeoTIFF into frames of this many bands.
         autorotate: deliver rotated videos upright (ffmpeg's display matrix).
+        window: ``(x, y, w, h)`` in LR pixels: upscale only this part of every frame (GDAL's
+            ``-srcwin``; GeoTIFF georeferencing follows); ``None``: whole frames.
+        independent: upscale every frame alone (its temporal window filled with the frame
+            itself), for folders of unrelated images.
     """
 
     path: str
@@ -60,6 +64,8 @@ class InputOptions:
     bands: tuple[int, ...] | None = None
     bands_per_frame: int | None = None
     autorotate: bool = True
+    window: tuple[int, int, int, int] | None = None
+    independent: bool = False
 
     def __post_init__(self) -> None:
         _coerce(self, type=InputType)
@@ -153,6 +159,8 @@ FLAGS: dict[str, tuple[str, ...]] = {
     "bands": ("input", "bands"),
     "bands_per_frame": ("input", "bands_per_frame"),
     "autorotate": ("input", "autorotate"),
+    "window": ("input", "window"),
+    "independent": ("input", "independent"),
     "model": ("model", "name"),
     "weights": ("model", "weights"),
     "allow_random": ("model", "allow_random"),
@@ -253,9 +261,11 @@ class UpscaleConfig:
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One progress report. ``event``: ``start``, ``frame``, ``warning`` or ``done``."""
+    """One progress report. ``event``: ``start``, ``tile`` (tiles finished within the frames
+    being computed: ``tiles_done`` of ``tiles_total``; only when a frame takes several network
+    calls), ``frame``, ``warning`` or ``done``."""
 
-    event: Literal["start", "frame", "warning", "done"]
+    event: Literal["start", "tile", "frame", "warning", "done"]
     done: int = 0
     total: int | None = None
     total_exact: bool = True
@@ -267,6 +277,8 @@ class ProgressEvent:
     info: dict[str, Any] = field(default_factory=dict)
     #: the torchrun rank that reports (``None`` in a single process)
     rank: int | None = None
+    tiles_done: int | None = None
+    tiles_total: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (``None`` fields dropped)."""
@@ -300,6 +312,7 @@ class UpscaleSummary:
     nonfinite_retries: int
     warnings: tuple[str, ...] = ()
     stats: dict[str, Any] = field(default_factory=dict)
+    already_complete: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""

@@ -200,6 +200,9 @@ class WindowUpscaler:
             getattr(model, "forward_window", None)
         )
         self.stats = EngineStats()
+        #: called with (tiles done, tiles in all) after each network call of a frame that
+        #: needs several (progress within huge frames)
+        self.on_tile: Callable[[int, int], None] | None = None
         self.plan: TilePlan | None = None
         self._weights: BlendWeights | None = None
         self._rows: np.ndarray | None = None
@@ -424,6 +427,9 @@ class WindowUpscaler:
         tiles = list(enumerate(plan.tiles))
         chunks = [tiles[i : i + self.batch] for i in range(0, len(tiles), self.batch)]
         windows = [window for _t, window in items]
+        tiles_total = len(tiles) * len(items) * len(self.bands.groups)
+        tiles_done = 0
+        report = self.on_tile if len(chunks) > 1 or len(self.bands.groups) > 1 else None
         for g, group in enumerate(self.bands.groups):
             targets = [
                 (b, [c for gg, c in self.bands.sources(b) if gg == g]) for b in range(n_out)
@@ -445,6 +451,9 @@ class WindowUpscaler:
                 for (n, _k, tile), y in zip(jobs, hr_np, strict=True):
                     stitchers[n].add(tile, y)
                 self.stats.tiles += len(jobs)
+                tiles_done += len(jobs)
+                if report is not None:
+                    report(tiles_done, tiles_total)
             for st in stitchers:
                 st.finish()
         for (t, _window), out in zip(items, outs, strict=True):

@@ -24,10 +24,11 @@ import torch
 
 from satvsr_cli.engine.config import ProgressEvent
 from satvsr_cli.engine.infer import WindowUpscaler
-from satvsr_cli.engine.manifest import write_manifest
+from satvsr_cli.engine.manifest import RUNNING, write_manifest
 from satvsr_cli.engine.plan import HALF_WINDOW, SCALE, WINDOW
 from satvsr_cli.engine.windows import frame_indices
 from satvsr_cli.errors import InputError
+from satvsr_cli.fsutil import frame_delay
 from satvsr_cli.io.base import Frame, FrameSink, FrameSource, RowWriter, SourceInfo
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -76,12 +77,14 @@ class Job:
         temporal_padding: str,
         emit: ProgressCallback,
         t_start: float,
+        independent: bool = False,
     ) -> None:
         self.info, self.sink, self.up = info, sink, up
         self.out, self.kind, self.mpath = out, kind, mpath
         self.params = params
         self.start, self.end = start, end
         self.padding = temporal_padding
+        self.independent = independent  # every frame alone: its window is itself 5 times
         self.emit, self.t_start = emit, t_start
         self.computed = 0
         self.skipped = 0
@@ -91,8 +94,9 @@ class Job:
         self._last_state: dict[str, Any] | None = None
 
     # ----- manifest
-    def save_progress(self, interrupted: bool = False) -> None:
-        """Write the job manifest (settings, resolved tile/batch, sink state, progress)."""
+    def save_progress(self, interrupted: bool = False, state: str = RUNNING,
+                      extra: dict[str, Any] | None = None) -> None:
+        """Write the job manifest (state, settings, resolved tile/batch, sink state, progress)."""
         plan = self.up.plan
         tile = [plan.tile_height, plan.tile_width] if plan is not None else None
         write_manifest(self.mpath, {
@@ -105,7 +109,9 @@ class Job:
                             "python": platform.python_version(),
                             "device": str(self.up.device)},
             "interrupted": interrupted,
+            "state": state,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **(extra or {}),
         })
         self._last_save = time.perf_counter()
         self._last_state = self.sink.state()
@@ -174,7 +180,8 @@ class Job:
                         raise InputError(f"--start {start} is past the end of the input")
                     break  # the clip ended before the estimated count
                 n_known = last_read + 1
-                work = [(u, frame_indices(u, n_known, WINDOW, self.padding)) for u in items]
+                work = [(u, [u] * WINDOW if self.independent
+                         else frame_indices(u, n_known, WINDOW, self.padding)) for u in items]
                 t0 = time.perf_counter()
                 writers: list[RowWriter | None] = [None] * len(items)
                 if self.up.can_stream():
@@ -183,6 +190,7 @@ class Job:
                         None if u in done else self.sink.open_rows(u, ring[u].valid is not None)
                         for u in items
                     ]
+                self.up.on_tile = self._tile_reporter(items[-1], total)
                 try:
                     outs = self.up.upscale_many(work, ring, writers)
                 except BaseException:
@@ -206,6 +214,7 @@ class Job:
                 self.completed += new
                 self._maybe_save()
                 self._progress(items[-1], total, eof, last_read)
+                frame_delay()
                 t = items[-1] + 1
                 if len(items) < c1 - c0:
                     break  # end of the clip inside the chunk
@@ -214,6 +223,15 @@ class Job:
                 self.up.forget(j)
         if end is None:
             self.end = t
+
+    def _tile_reporter(self, t: int, total: int | None) -> Callable[[int, int], None]:
+        def report(done: int, of: int) -> None:
+            self.emit(ProgressEvent(
+                "tile", done=self.completed, total=total, total_exact=self.info.n_frames_exact,
+                elapsed_s=time.perf_counter() - self.t_start, frame=t, tiles_done=done,
+                tiles_total=of,
+            ))
+        return report
 
     def _progress(self, t: int, total: int | None, eof: bool, last_read: int) -> None:
         if total is None and eof:

@@ -47,10 +47,11 @@ from satvsr_cli.engine.valuerange import (
     parse_tag,
     sample_indices,
 )
-from satvsr_cli.errors import InputError, OutputError, SatvsrError
+from satvsr_cli.errors import InputError, OutputError, SatvsrError, WeightsError
 from satvsr_cli.io import default_output, open_source, output_kind
 from satvsr_cli.io.base import FrameSource, SourceInfo
 from satvsr_cli.io.geotiff.meta import VALUE_RANGE_TAG
+from satvsr_cli.io.options import VideoOptions
 from satvsr_cli.io.video import check_video_output
 from satvsr_cli.options import OutputKind, Precision
 
@@ -113,6 +114,13 @@ def state_sha256(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def source_name(spec: str) -> str:
+    """The input as recorded in output tags: its file (or folder, or glob) name without the
+    folders above it, so that outputs do not depend on where the user's files live."""
+    text = str(spec).rstrip("/\\")
+    return Path(text).name or text
+
+
 def value_range_for(
     info: SourceInfo, override: tuple[float, float] | None, source: FrameSource | None = None
 ) -> ValueRange:
@@ -149,6 +157,33 @@ def sampled_frames(source: FrameSource) -> Iterator[tuple[Any, Any]]:
         if frame is None:
             return
         yield frame.data, frame.valid
+
+
+def output_path(config: UpscaleConfig, info: SourceInfo) -> Path:
+    """The output path: ``--output``, else ``<input>_x4`` beside the input."""
+    return Path(config.output.path) if config.output.path else default_output(info)
+
+
+def resolve_video(options: VideoOptions, info: SourceInfo, out: Path, warn: Warn) -> VideoOptions:
+    """The video settings with the encoder and pixel format decided: the codec that can hold
+    the x4 frames (:func:`satvsr_cli.io.video.limits.choose_codec`) and, without
+    ``--pix-fmt``, the source's chroma subsampling."""
+    import dataclasses
+
+    from satvsr_cli.io.video.limits import choose_codec, output_pix_fmt
+    from satvsr_cli.io.video.write import default_pix_fmt
+
+    codec, note = choose_codec(options.codec, info.width * SCALE, info.height * SCALE, out)
+    if note is not None:
+        warn(note)
+    pix_fmt = options.pix_fmt
+    if pix_fmt is None:
+        depth = 16 if info.dtype == "uint16" else 8
+        grey = info.bands == 1
+        pix_fmt = output_pix_fmt(codec, info.bit_depth or depth, grey,
+                                 info.pix_fmt if info.kind == "video" else None,
+                                 default_pix_fmt(codec, depth, grey))
+    return dataclasses.replace(options, codec=codec, pix_fmt=pix_fmt)
 
 
 def check_output_location(out: Path, info: SourceInfo) -> None:
@@ -195,6 +230,8 @@ class JobPlan:
     tiles: TilePlan
     fps: Fraction | None
     built: bool
+    #: the video settings with the codec and pixel format decided (video output only)
+    video: VideoOptions | None = None
     resume: ResumeDecision | None = None
     params: dict[str, Any] = field(default_factory=dict)
     weights_id: str | None = None
@@ -202,6 +239,9 @@ class JobPlan:
     value_range_note: str | None = None
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    #: (exit code, reason) of everything that makes the plan impossible to run (``build=False``
+    #: only: with ``build=True`` the first one is raised); ``probe`` exits with the first.
+    problems: tuple[tuple[int, str], ...] = ()
 
     @property
     def tile(self) -> tuple[int, int]:
@@ -238,8 +278,12 @@ class JobPlan:
             "SATVSR_NORM": f"linear {vr.describe()}",
             VALUE_RANGE_TAG: vr.to_tag(),
             "SATVSR_BANDS": self.bands.describe(),
-            "SATVSR_SOURCE": str(self.info.spec),
+            "SATVSR_SOURCE": source_name(self.info.spec),
         }
+        if self.config.input.window is not None:
+            tags["SATVSR_SOURCE_WINDOW"] = ",".join(str(v) for v in self.config.input.window)
+        if self.config.input.independent:
+            tags["SATVSR_INDEPENDENT"] = "each frame upscaled alone"
         if self.bands.bicubic:
             tags["SATVSR_BICUBIC_BANDS"] = ",".join(str(b + 1) for b in self.bands.bicubic)
         return tags
@@ -382,20 +426,21 @@ def plan_job(
     check_config(config)
     vrange: ValueRange | None = None
     vr_note: str | None = None
+    vr_exit = 0
 
     def _range(src: FrameSource) -> None:
-        nonlocal vrange, vr_note
+        nonlocal vrange, vr_note, vr_exit
         try:
             vrange = value_range_for(src.info, config.input.value_range, src)
         except SatvsrError as exc:
             if build:
                 raise
-            vr_note = str(exc)
+            vr_note, vr_exit = str(exc), exc.exit_code
 
     if source is None:
         with open_source(
             config.input.path, config.input.type, bands_per_frame=config.input.bands_per_frame,
-            autorotate=config.input.autorotate,
+            autorotate=config.input.autorotate, window=config.input.window,
         ) as opened:
             info = opened.info
             _range(opened)
@@ -403,9 +448,16 @@ def plan_job(
         info = source.info
         _range(source)
     notes: list[str] = []
-    out = Path(config.output.path) if config.output.path else default_output(info)
+    problems: list[tuple[int, str]] = []
+    out = output_path(config, info)
     kind = output_kind(out, info)
     start, end = _frame_range(config, info, _warn)
+    if info.kind == "frames" and not config.input.independent and len(info.files) > 1:
+        from satvsr_cli.engine.scenes import unrelated_warning
+
+        scene_warning = unrelated_warning(Path(info.spec).name or info.spec, info.files)
+        if scene_warning is not None:
+            (_warn if build else notes.append)(scene_warning)
     if build and info.vfr:
         _warn("the video seems to have a variable frame rate; output frames keep their "
               f"order at a constant {info.fps} fps")
@@ -418,15 +470,21 @@ def plan_job(
         if build:
             raise
         bands_note = str(exc)
+        problems.append((exc.exit_code, bands_note))
+    if vr_note is not None:
+        problems.append((vr_exit, vr_note))
 
     fps: Fraction | None = None
+    video: VideoOptions | None = None
     if kind == OutputKind.video:
         try:
             check_video_output(out, info.bands, info.dtype)
+            video = resolve_video(config.output.video, info, out, _warn if build else notes.append)
         except SatvsrError as exc:
             if build:
                 raise
             notes.append(str(exc))
+            problems.append((exc.exit_code, str(exc)))
         fps = config.output.video.fps or info.fps
         if fps is None:
             fps = DEFAULT_FPS
@@ -447,6 +505,7 @@ def plan_job(
     else:
         loaded, more = _describe_model(config)
         notes += more
+        problems += [(WeightsError.exit_code, note) for note in more]
     size_multiple = size_multiple_of(loaded)
 
     weights_id = None
@@ -481,6 +540,8 @@ def plan_job(
         config=config, info=info, output=out, kind=kind, start=start, end=end, bands=bands,
         value_range=vrange, device=device, precision=precision, model=loaded,
         size_multiple=size_multiple, resources=res, tiles=tiles, fps=fps, built=build,
+        video=video,
         resume=resume, params=params, weights_id=weights_id, bands_note=bands_note,
         value_range_note=vr_note, warnings=tuple(warnings), notes=tuple(notes),
+        problems=tuple(problems),
     )

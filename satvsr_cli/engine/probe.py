@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from satvsr_cli.engine.config import UpscaleConfig
-from satvsr_cli.engine.memory import format_bytes
+from satvsr_cli.engine.memory import device_available, format_bytes
 from satvsr_cli.engine.plan import SCALE, JobPlan, plan_job
 from satvsr_cli.engine.valuerange import ValueRange
+from satvsr_cli.errors import OutOfMemory
 from satvsr_cli.io.base import SourceInfo
 
 
@@ -43,6 +44,14 @@ class ProbeReport:
     output_bytes_per_frame: int
     memory: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    problems: tuple[tuple[int, str], ...] = ()
+    video_codec: str | None = None
+    video_pix_fmt: str | None = None
+
+    @property
+    def runnable(self) -> bool:
+        """True when ``satvsr upscale`` could run this plan (no :attr:`problems`)."""
+        return not self.problems
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -76,8 +85,11 @@ class ProbeReport:
                 "path": str(self.output), "kind": self.output_kind,
                 "width": self.output_size[0], "height": self.output_size[1],
                 "frames": self.output_frames, "bytes_per_frame": self.output_bytes_per_frame,
+                "codec": self.video_codec, "pix_fmt": self.video_pix_fmt,
             },
             "memory_bytes": self.memory, "notes": list(self.notes),
+            "runnable": self.runnable,
+            "problems": [{"exit_code": code, "message": msg} for code, msg in self.problems],
         }
 
 
@@ -130,6 +142,13 @@ def report_of(plan: JobPlan) -> ProbeReport:
         "output_frame": (0 if plan.streamed else frame_out) + strip * 2,
     }
     memory["total"] = sum(memory.values())
+    problems = list(plan.problems)
+    available = device_available(plan.device)
+    if memory["total"] > available:
+        problems.append((OutOfMemory.exit_code, (
+            f"the plan needs an estimated {format_bytes(memory['total'])} but "
+            f"{format_bytes(available)} is available on {plan.device}; use --tile auto or a "
+            "smaller --tile")))
     if cache_need > res.cache_budget and config.compute.feature_cache:
         notes.append(
             f"the per-frame feature cache needs {format_bytes(cache_need)} but may use "
@@ -149,4 +168,7 @@ def report_of(plan: JobPlan) -> ProbeReport:
         output=plan.output, output_kind=plan.kind,
         output_size=(info.width * SCALE, info.height * SCALE), output_frames=n_out,
         output_bytes_per_frame=frame_out, memory=memory, notes=tuple(notes),
+        problems=tuple(problems),
+        video_codec=plan.video.codec if plan.video is not None else None,
+        video_pix_fmt=plan.video.pix_fmt if plan.video is not None else None,
     )

@@ -10,15 +10,20 @@ the range gives exactly one output frame.
 
 Outputs are written under temporary names (``OUT.partial``) and renamed when complete. The job
 manifest ``OUT.satvsr.json`` records the input identity, every setting that affects the output,
-the weights sha256 and the progress; the ``resume`` policy continues an interrupted run (completed
-frame files are verified and kept; video is encoded in segments, and a resumed run re-encodes
-only the unfinished one, so the result is byte-identical). Ctrl-C (or SIGTERM) saves progress
-and raises :class:`~satvsr_cli.errors.Interrupted` (exit code 130). A user-facing error
+the weights sha256, the progress and the job state; it stays beside the finished output as the
+record of the job. The ``resume`` policy continues an interrupted run (completed frame files are
+verified and kept; video is encoded in segments, and a resumed run re-encodes only the
+unfinished one, so the result is byte-identical), finishes an interrupted commit, or finds the
+output already complete. ``OUT.satvsr.lock`` (:mod:`satvsr_cli.engine.lock`) keeps a second
+process off the same output. Ctrl-C (or SIGTERM) saves progress and raises
+:class:`~satvsr_cli.errors.Interrupted` (exit code 130). A failed write (disk full, file-size
+limit) keeps the finished frames for ``--resume``; any other user-facing error
 (:class:`~satvsr_cli.errors.SatvsrError`) removes everything this job wrote.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +33,8 @@ import torch
 from satvsr_cli.engine.config import ProgressEvent, UpscaleConfig, UpscaleSummary
 from satvsr_cli.engine.infer import WindowUpscaler
 from satvsr_cli.engine.job import Job, ProgressCallback, sigterm_as_interrupt
+from satvsr_cli.engine.lock import OutputLock
+from satvsr_cli.engine.manifest import COMMITTING, COMPLETE, write_manifest
 from satvsr_cli.engine.memory import DEFAULT_OVERLAP, Resources, choose_resources, peak_rss
 from satvsr_cli.engine.plan import (
     HALF_WINDOW,
@@ -35,11 +42,13 @@ from satvsr_cli.engine.plan import (
     WINDOW,
     JobPlan,
     check_config,
+    output_path,
     plan_job,
     state_sha256,
     value_range_for,
 )
-from satvsr_cli.errors import Interrupted, SatvsrError
+from satvsr_cli.errors import Interrupted, OutputError, SatvsrError
+from satvsr_cli.fsutil import kill_point, tree_fingerprint
 from satvsr_cli.io import SinkOptions, open_sink, open_source
 
 __all__ = [
@@ -109,14 +118,16 @@ def upscale(
     check_config(config)
     source = open_source(
         config.input.path, config.input.type, bands_per_frame=config.input.bands_per_frame,
-        autorotate=config.input.autorotate,
+        autorotate=config.input.autorotate, window=config.input.window,
     )
-    with source:
+    with source, OutputLock(output_path(config, source.info)):
         plan = plan_job(config, source=source, model=model, model_name=model_name, warn=warn)
         if on_plan is not None:
             on_plan(plan)
         assert plan.model is not None and plan.bands is not None and plan.resume is not None
         assert plan.value_range is not None
+        if plan.resume.complete:
+            return _already_complete(plan, warnings_list, t_start, emit)
         res = plan.resources
         up = WindowUpscaler(
             plan.model.network, device=plan.device, precision=plan.precision, tile=res.tile,
@@ -127,7 +138,7 @@ def upscale(
         tiles = up.set_frame_size(plan.info.height, plan.info.width)
         assert tiles == plan.tiles, "the engine must tile as planned"
         sink = open_sink(plan.kind, plan.output, plan.info, SinkOptions(
-            start=plan.start, end=plan.end, video=config.output.video,
+            start=plan.start, end=plan.end, video=plan.video or config.output.video,
             raster=config.output.raster, fps=plan.fps, tags=plan.tags(),
             band_descriptions=plan.band_descriptions(), resume_state=plan.resume.sink_state,
         ))
@@ -136,6 +147,7 @@ def upscale(
             info=plan.info, sink=sink, up=up, out=plan.output, kind=plan.kind, mpath=mpath,
             params=plan.params, start=plan.start, end=plan.end,
             temporal_padding=config.compute.temporal_padding, emit=emit, t_start=t_start,
+            independent=config.input.independent,
         )
         try:
             with sigterm_as_interrupt():
@@ -148,6 +160,20 @@ def upscale(
             raise Interrupted(
                 f"interrupted after {job.completed} frame(s); run the same command with --resume "
                 "to continue"
+            ) from None
+        except OutputError as exc:
+            # a write failed (disk full, file-size limit, ...): keep the finished frames
+            sink.discard_pending()
+            kept = len(sink.done())
+            if not kept:
+                sink.abort()
+                mpath.unlink(missing_ok=True)
+                raise
+            with contextlib.suppress(SatvsrError):
+                job.save_progress(interrupted=True)
+            raise type(exc)(
+                f"{exc}; the {kept} finished frame(s) are kept: free space (or fix the cause) "
+                "and rerun with --resume"
             ) from None
         except SatvsrError:
             sink.abort()
@@ -162,13 +188,47 @@ def upscale(
             job.save_progress()
             return _summary(plan, up, job, plan.output, warnings_list, t_start, emit)
         try:
+            # The commit is recoverable: killed anywhere in it, a --resume finds the state
+            # "committing" and either redoes it from OUT.partial or finds it done.
+            sink.flush()
+            job.save_progress(state=COMMITTING)
+            kill_point("before-commit")
             final = sink.commit()
+            kill_point("after-commit")
+            job.save_progress(state=COMPLETE,
+                              extra={"output_fingerprint": tree_fingerprint(final)})
         except SatvsrError as exc:
             # every frame is done: keep them so that --resume only has to finish the output
             raise type(exc)(f"{exc}; the finished frames are kept, rerun with --resume") from None
-        mpath.unlink(missing_ok=True)
         warnings_list.extend(getattr(sink, "warnings", []))
     return _summary(plan, up, job, final, warnings_list, t_start, emit)
+
+
+def _already_complete(
+    plan: JobPlan, warnings_list: list[str], t_start: float, emit: ProgressCallback
+) -> UpscaleSummary:
+    """``--resume`` on a complete output of the same job: record it as complete, do nothing."""
+    assert plan.resume is not None and plan.model is not None and plan.bands is not None
+    record = dict(plan.resume.record or {})
+    if record.get("state") != COMPLETE:  # killed after the commit's rename: finish its record
+        record.pop("format", None)
+        record.pop("satvsr_version", None)
+        record.update(state=COMPLETE, output_fingerprint=tree_fingerprint(plan.output))
+        write_manifest(plan.resume.manifest_path, record)
+    n = int(record.get("frames_done") or 0)
+    wall = time.perf_counter() - t_start
+    summary = UpscaleSummary(
+        output=plan.output, output_kind=plan.kind, frames_written=0, frames_resumed=n,
+        frames_total=n, wall_s=wall, fps=0.0, peak_rss_bytes=peak_rss(), peak_device_bytes=None,
+        device=str(plan.device), precision=plan.precision, model=plan.model.label,
+        weights_sha256=plan.model.sha256, tile=plan.tile, tiles_per_frame=plan.tiles.n_tiles,
+        batch=plan.resources.batch, oom_retries=0, nonfinite_retries=0,
+        warnings=tuple(warnings_list), already_complete=True,
+    )
+    emit(ProgressEvent("done", done=n, total=n, elapsed_s=wall, fps=0.0,
+                       message=f"{plan.output} is already complete: nothing to do",
+                       info=summary.to_json()))
+    return summary
 
 
 def _summary(

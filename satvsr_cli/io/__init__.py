@@ -90,22 +90,35 @@ def open_source(
     *,
     bands_per_frame: int | None = None,
     autorotate: bool = True,
+    window: tuple[int, int, int, int] | None = None,
 ) -> FrameSource:
-    """Open ``spec`` as a frame source of the detected (or given) type."""
+    """Open ``spec`` as a frame source of the detected (or given) type; ``window`` (X, Y, W, H
+    in pixels) crops every frame (:class:`satvsr_cli.io.window.WindowSource`)."""
     kind = detect_input_type(spec, input_type)
     if bands_per_frame is not None and kind != "geotiff":
         raise InputError("--bands-per-frame applies to GeoTIFF input only")
+    source: FrameSource
     if kind == "video":
         from satvsr_cli.io.video import VideoSource
 
-        return VideoSource(Path(spec), autorotate=autorotate)
-    if kind == "frames":
+        source = VideoSource(Path(spec), autorotate=autorotate)
+    elif kind == "frames":
         from satvsr_cli.io.frames import FramesSource
 
-        return FramesSource(spec)
-    from satvsr_cli.io.geoframes import GeoTiffSource
+        source = FramesSource(spec)
+    else:
+        from satvsr_cli.io.geoframes import GeoTiffSource
 
-    return GeoTiffSource(spec, bands_per_frame=bands_per_frame)
+        source = GeoTiffSource(spec, bands_per_frame=bands_per_frame)
+    if window is None:
+        return source
+    from satvsr_cli.io.window import WindowSource
+
+    try:
+        return WindowSource(source, window)
+    except BaseException:
+        source.close()
+        raise
 
 
 def output_kind(path: Path, info: SourceInfo) -> OutputKind:
@@ -176,7 +189,7 @@ def open_sink(
         audio_codec = info.audio_codec if (video.audio and info.kind == "video") else None
         return VideoSink(
             path, width=width, height=height, channels=info.bands, dtype=info.dtype, fps=fps,
-            first_index=start, codec=video.codec, crf=video.crf, preset=video.preset,
+            first_index=start, codec=video.codec or "libx264", crf=video.crf, preset=video.preset,
             pix_fmt=video.pix_fmt, encoder_opts=video.encoder_opts,
             segment_frames=video.segment_frames,
             audio_source=Path(info.spec) if audio_codec else None, audio_codec=audio_codec,

@@ -147,6 +147,10 @@ class FrameSink(ABC):
         """Finish a frame written through :meth:`open_rows`."""
         rows.close()
 
+    def flush(self) -> None:  # noqa: B027  (optional hook)
+        """Finish every frame written so far (video: close the open segment); called before
+        the job records the state ``committing``."""
+
     def discard_pending(self) -> None:  # noqa: B027  (optional hook)
         """Drop frames written but not yet final (Ctrl-C in the middle of a video segment)."""
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from satvsr_cli.errors import InputError, OutputError
+from satvsr_cli.fsutil import write_failure
 from satvsr_cli.io.base import (
     IMAGE_SUFFIXES,
     FolderSink,
@@ -314,9 +315,14 @@ class FramesSink(FolderSink):
         tmp = final.with_name(f".{final.stem}.tmp{self.ext}")
         try:
             write_image(tmp, data, self.fmt)
+            if not verify_image(tmp, self.width, self.height, self.bands, self.dtype):
+                # GDAL may not report a short write (disk full, file-size limit)
+                raise OutputError(write_failure(final, written=tmp))
             os.replace(tmp, final)
         except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if isinstance(exc, OutputError):
+                raise
             if isinstance(exc, OSError) or type(exc).__module__.startswith("rasterio"):
                 raise OutputError(f"{final}: cannot write ({str(exc).splitlines()[0]})") from None
             raise

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from satvsr_cli.errors import OutputError
+from satvsr_cli.fsutil import kill_point
 from satvsr_cli.io.base import (
     FolderSink,
     Frame,
@@ -151,6 +152,8 @@ class GeoStackSink(FrameSink):
         self.compress, self.cog, self.overviews = compress, cog, overviews
         self.tags = tags
         self.band_descriptions = band_descriptions
+        for p in path.parent.glob(f".{path.name}.*.tmp.tif"):
+            p.unlink(missing_ok=True)  # the temp file of a commit that was killed
         numbered = [f"{first_index + i:06d}" for i in range(len(names))]
         self.frames = GeoFramesSink(
             path, meta, names=numbered, first_index=first_index, compress=compress, cog=False,
@@ -194,6 +197,7 @@ class GeoStackSink(FrameSink):
             with contextlib.suppress(Exception):
                 writer.abort()
             raise
+        kill_point("after-rename")  # OUT.partial/ goes after the rename: --resume redoes it
         remove_path(self.frames.workdir)
         return out
 

@@ -17,13 +17,15 @@ class VideoOptions:
     Attributes:
         fps: output frame rate (``None``: the source's exact rate, 25 when it has none).
         codec, crf, preset, pix_fmt, encoder_opts: the ffmpeg encoder and its settings
-            (``pix_fmt`` ``None``: yuv420p, or yuv420p10le for >8-bit input).
+            (``codec`` ``None``: libx264, or libx265 for frames beyond H.264's limits;
+            ``pix_fmt`` ``None``: the chroma subsampling of a video source, else yuv420p;
+            10-bit for >8-bit input; see :mod:`satvsr_cli.io.video.limits`).
         audio: copy the source's audio.
         segment_frames: frames per independently encoded segment (the unit of resume).
     """
 
     fps: Fraction | None = None
-    codec: str = "libx264"
+    codec: str | None = None
     crf: int | None = 18
     preset: str | None = None
     pix_fmt: str | None = None

@@ -282,6 +282,31 @@ def scaled_georef(
     return transform, gcps, rpcs
 
 
+def window_meta(meta: GeoMeta, x: int, y: int, width: int, height: int) -> GeoMeta:
+    """The metadata of the ``width x height`` window at column ``x``, row ``y`` (GDAL's
+    ``-srcwin``): the transform's origin moves to the window's corner (rotation and shear
+    kept), GCP pixel/line positions and RPC ``SAMP_OFF``/``LINE_OFF`` move by ``-x``/``-y``."""
+    import dataclasses
+
+    gcps = None
+    if meta.gcps:
+        gcps = tuple(
+            GroundControlPoint(row=g.row - y, col=g.col - x, x=g.x, y=g.y, z=g.z, id=g.id,
+                               info=g.info)
+            for g in meta.gcps
+        )
+    rpcs = None
+    if meta.rpcs:
+        rpcs = dict(meta.rpcs)
+        for axis, off in (("SAMP", x), ("LINE", y)):
+            if f"{axis}_OFF" in rpcs:
+                rpcs[f"{axis}_OFF"] = float(rpcs[f"{axis}_OFF"]) - off
+    transform = (compose(meta.transform, Affine.translation(x, y))
+                 if meta.has_geotransform else meta.transform)
+    return dataclasses.replace(meta, width=width, height=height, transform=transform,
+                               gcps=gcps if meta.gcps else meta.gcps, rpcs=rpcs or meta.rpcs)
+
+
 def upsample_mask(valid: np.ndarray, scale: int = 4) -> np.ndarray:
     """Nearest-neighbour x``scale`` upsampling of an ``(H, W)`` bool mask."""
     return np.repeat(np.repeat(np.asarray(valid, dtype=bool), scale, axis=0), scale, axis=1)

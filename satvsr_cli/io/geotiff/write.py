@@ -23,6 +23,7 @@ from rasterio.windows import Window
 
 from satvsr_cli import __version__
 from satvsr_cli.errors import InputError, OutputError
+from satvsr_cli.fsutil import write_failure
 from satvsr_cli.io.geotiff.meta import (
     AI_NOTE,
     VALUE_RANGE_TAG,
@@ -79,6 +80,22 @@ def out_profile(
     return profile
 
 
+def build_datetime() -> str | None:
+    """``TIFFTAG_DATETIME`` of outputs: ``SOURCE_DATE_EPOCH`` (seconds since 1970, as
+    reproducible-build tools set it) in UTC, or ``None`` (no time stamp) when it is not set, so
+    that the same job gives the same bytes."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not epoch:
+        return None
+    try:
+        when = _dt.datetime.fromtimestamp(int(epoch), _dt.UTC)
+    except (ValueError, OverflowError, OSError):
+        raise OutputError(
+            f"SOURCE_DATE_EPOCH must be a whole number of seconds, got {epoch!r}"
+        ) from None
+    return when.strftime("%Y:%m:%d %H:%M:%S")
+
+
 def provenance_tags(
     meta: GeoMeta,
     scale: int,
@@ -90,13 +107,14 @@ def provenance_tags(
     out = {k: v for k, v in src.items() if k not in _OWN_TAGS}
     if meta.value_range is not None and VALUE_RANGE_TAG not in out:
         out[VALUE_RANGE_TAG] = f"{meta.value_range[0]:g},{meta.value_range[1]:g}"
-    now = _dt.datetime.now(_dt.UTC)
     out.update(
         TIFFTAG_SOFTWARE=f"satvsr {__version__}",
-        TIFFTAG_DATETIME=now.strftime("%Y:%m:%d %H:%M:%S"),
         SATVSR_SCALE=str(scale),
         SATVSR_NOTE=AI_NOTE,
     )
+    stamp = build_datetime()
+    if stamp is not None:
+        out["TIFFTAG_DATETIME"] = stamp
     if meta.area_or_point:
         out["AREA_OR_POINT"] = meta.area_or_point
     out.update({str(k): str(v) for k, v in (tags or {}).items()})
@@ -208,6 +226,9 @@ def finish(tmp: Path, final: Path, *, cog: bool, compress: str) -> Path:
             remove_outputs(tmp)
         src_file = cog_tmp
     try:
+        if not reads_back(src_file):
+            # GDAL may not report a short write (disk full, file-size limit)
+            raise OutputError(write_failure(final, written=src_file))
         os.replace(src_file, final)
         aux = Path(str(src_file) + ".aux.xml")
         if aux.exists():
@@ -216,6 +237,20 @@ def finish(tmp: Path, final: Path, *, cog: bool, compress: str) -> Path:
         remove_outputs(src_file)
         raise
     return final
+
+
+def reads_back(path: Path) -> bool:
+    """True when a just written GeoTIFF opens and its first and last blocks decode."""
+    try:
+        with quiet(), rasterio.open(path) as dst:
+            bh, bw = dst.block_shapes[0]
+            x0 = (dst.width - 1) // bw * bw
+            y0 = (dst.height - 1) // bh * bh
+            dst.read(dst.count, window=Window(x0, y0, dst.width - x0, dst.height - y0))
+            dst.read(1, window=Window(0, 0, min(bw, dst.width), min(bh, dst.height)))
+    except (RasterioError, OSError, ValueError):
+        return False
+    return True
 
 
 def is_complete_file(path: Path, meta: GeoMeta, scale: int, count: int) -> bool:

@@ -22,13 +22,14 @@ from typing import IO, Any
 import numpy as np
 
 from satvsr_cli.errors import OutputError
+from satvsr_cli.fsutil import kill_point, space_problem, write_failure
 from satvsr_cli.io.base import (
     FrameSink,
     atomic_replace,
     partial_path,
     remove_path,
 )
-from satvsr_cli.io.video.read import ffmpeg_exe, last_error_line, run_ffmpeg
+from satvsr_cli.io.video.read import count_packets, ffmpeg_exe, last_error_line, run_ffmpeg
 
 #: Output suffixes the writer supports.
 VIDEO_OUTPUT_SUFFIXES: tuple[str, ...] = (".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm")
@@ -81,7 +82,8 @@ class _Encoder:
             self.proc.stdin.write(data)
         except (BrokenPipeError, OSError):
             self.proc.wait()
-            raise OutputError(f"{self.target}: video encoder failed ({self._stderr()})") from None
+            reason = space_problem(self.target) or self._stderr()
+            raise OutputError(f"{self.target}: video encoder failed ({reason})") from None
         self.frames += 1
 
     def _stderr(self) -> str:
@@ -96,7 +98,7 @@ class _Encoder:
             pass
         rc = self.proc.wait()
         if rc != 0:
-            msg = self._stderr()
+            msg = space_problem(self.target) or self._stderr()
             self._log.close()
             raise OutputError(f"{self.target}: video encoder failed ({msg})")
         self._log.close()
@@ -274,6 +276,9 @@ class VideoSink(FrameSink):
             return
         self._enc = None
         enc.finish()
+        if count_packets(enc.target) != enc.frames:
+            # ffmpeg may exit 0 with a truncated file (disk full, file-size limit)
+            raise OutputError(write_failure(enc.target, "cannot write the video segment"))
         k = len(self.segments)
         final = self.workdir / self._segment_name(k)
         os.replace(enc.target, final)
@@ -284,6 +289,10 @@ class VideoSink(FrameSink):
 
     def seal(self) -> None:
         """Close the unfinished last segment (a rank's part; rank 0 joins the segments)."""
+        self._close_segment()
+
+    def flush(self) -> None:
+        """Close the unfinished segment (before the commit, so the manifest lists it)."""
         self._close_segment()
 
     def discard_pending(self) -> None:
@@ -331,12 +340,17 @@ class VideoSink(FrameSink):
             if res.returncode == 0:
                 self.warnings.append(f"audio re-encoded ({self.audio_codec} could not be copied)")
         if res.returncode != 0:
+            reason = space_problem(tmp) or last_error_line(res.stderr)
             tmp.unlink(missing_ok=True)
-            raise OutputError(f"{self.path}: joining the video segments failed "
-                              f"({last_error_line(res.stderr)})")
-        final_tmp = self.path.with_name(self.path.name + ".partial" + self.suffix)
-        os.replace(tmp, final_tmp)
-        atomic_replace(final_tmp, self.path)
+            raise OutputError(f"{self.path}: joining the video segments failed ({reason})")
+        if count_packets(tmp) != n_frames:
+            reason = write_failure(tmp, "cannot write the joined video")
+            tmp.unlink(missing_ok=True)
+            raise OutputError(reason)
+        # The rename is the commit; OUT.partial/ goes after it, so a run killed in between is
+        # finished by --resume (it joins the same segments again: the same bytes).
+        atomic_replace(tmp, self.path)
+        kill_point("after-rename")
         remove_path(self.workdir)
         return self.path
 
