@@ -18,6 +18,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from typer.testing import CliRunner
 
+import satvsr_cli
 from satvsr_cli.cli import app
 from satvsr_cli.cli.upscale import parse_fps, parse_size, parse_tile
 from satvsr_cli.errors import InputError
@@ -197,13 +198,17 @@ def test_probe_video_and_geotiff(clip, tmp_path, tiny_weights):
                        crs=CRS.from_epsg(32631), transform=Affine(1, 0.5, 10, 0.25, -1, 20),
                        nodata=-9999) as ds:
         ds.write(np.ones((2, 8, 10), np.float32))
-    res = runner.invoke(app, ["probe", str(tif), "--model", "msdtgp"])
+    shipped = str(Path(satvsr_cli.__file__).parent / "weights_data" / "lgtd_small.v1.safetensors")
+    res = runner.invoke(app, ["probe", str(tif), "--weights", shipped])
     assert "32631" in res.stdout and "-9999" in res.stdout
     assert "estimated" in res.stdout  # float data: the range comes from the data
-    res = runner.invoke(app, ["probe", str(tif), "--model", "msdtgp", "--json"])
-    assert res.exit_code == 2
+    res = runner.invoke(app, ["probe", str(tif), "--weights", shipped, "--json"])
+    assert res.exit_code == 0, res.output  # ... so the plan can run
     rep = json.loads(res.stdout)
-    assert rep["runnable"] is False and rep["problems"][0]["exit_code"] == 2
+    assert rep["runnable"] is True and rep["problems"] == []
+    res = runner.invoke(app, ["probe", str(tif), "--model", "msdtgp", "--json"])
+    assert res.exit_code == 4  # no shipped weights for msdtgp: a weights error
+    assert json.loads(res.stdout)["problems"][0]["exit_code"] == 4
     assert rep["input"]["transform"] == [1.0, 0.5, 10.0, 0.25, -1.0, 20.0]
     assert rep["output"]["kind"] == "geotiff-stack" and rep["value_range"]["origin"] == "estimated"
 

@@ -142,8 +142,13 @@ def _tree(path: Path) -> dict[str, bytes]:
 
 
 def _leftovers(folder: Path) -> list[str]:
+    """Temporary files and unfinished job records (the record of a complete job stays)."""
+    def complete(p: Path) -> bool:
+        return json.loads(p.read_text()).get("state") == "complete"
+
     return sorted(p.name for p in folder.iterdir()
-                  if p.name.endswith((".partial", ".parts", ".satvsr.json")))
+                  if p.name.endswith((".partial", ".parts", ".satvsr.lock"))
+                  or (p.name.endswith(".satvsr.json") and not complete(p)))
 
 
 @pytest.mark.parametrize("kind", ["frames", "video", "geotiff-frames", "geotiff-stack"])
@@ -294,13 +299,19 @@ def test_many_inputs_over_two_processes(data, tmp_path):
     p = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300,
                        check=False)
     assert p.returncode == 7, p.stderr[-3000:]  # some inputs failed, the others are written
-    assert p.stderr.count("error: 1 of 5 inputs failed") == 1
+    # --progress json: the error is one JSON event on stderr, said once (by rank 0)
+    errors = [json.loads(line) for line in p.stderr.splitlines()
+              if line.startswith("{") and '"error"' in line]
+    assert [e["message"] for e in errors if e.get("event") == "error"] == [
+        next(e["message"] for e in errors if e.get("event") == "error")]
+    assert "1 of 5 inputs failed" in errors[0]["message"] and errors[0]["exit_code"] == 7
     table = json.loads(p.stdout.strip().splitlines()[-1])
     assert table["event"] == "batch" and (table["done"], table["failed"]) == (4, 1)
     by_input = {Path(r["input"]).name: r for r in table["inputs"]}
     assert by_input["c9.mp4"]["status"] == "failed" and by_input["c9.mp4"]["exit_code"] == 2
     assert {r["rank"] for r in table["inputs"]} == {0, 1}
-    assert sorted(p.name for p in out.iterdir()) == ["c0_x4.mp4", "c1_x4.mp4", "c2_x4.mp4",
+    assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".satvsr.json")) == [
+        "c0_x4.mp4", "c1_x4.mp4", "c2_x4.mp4",
                                                      "geo_x4"]
     # one of them equals its single-process output
     ref = _single([str(clips / "c1.mp4"), "-o", str(tmp_path / "ref.mp4"), *w])

@@ -33,7 +33,7 @@ def test_probe_prints_the_transform_in_metres(tmp_path):
     with rasterio.open(tif, "w", driver="GTiff", width=16, height=12, count=3, dtype="uint8",
                        crs=CRS.from_epsg(32631), transform=tr, nodata=0) as ds:
         ds.write(np.full((3, 12, 16), 9, np.uint8))
-    r = CliRunner().invoke(app, ["probe", str(tif), "--model", "msdtgp"], env=ENV)
+    r = CliRunner().invoke(app, ["probe", str(tif), "--model", "lgtd_small"], env=ENV)
     assert r.exit_code == 0, r.output
     line = next(ln for ln in r.stdout.splitlines() if "transform" in ln)
     assert ("1.0000483155950517, 0, 593270.2919143771, 0, -1.0000483155950517, "
@@ -43,7 +43,7 @@ def test_probe_prints_the_transform_in_metres(tmp_path):
 
 @pytest.mark.skipif(not (SOLARIS / "ms1.tif").exists(), reason="shared data not present")
 def test_probe_real_geotiff_keeps_metres():
-    r = CliRunner().invoke(app, ["probe", str(SOLARIS / "ms1.tif"), "--model", "msdtgp",
+    r = CliRunner().invoke(app, ["probe", str(SOLARIS / "ms1.tif"), "--model", "lgtd_small",
                                  "--value-range", "0,2047"], env=ENV)
     assert r.exit_code == 0, r.output
     assert "593270.2919143771" in r.stdout and "5747657.4158721585" in r.stdout

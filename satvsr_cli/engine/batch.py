@@ -149,14 +149,16 @@ class BatchResult:
 
 
 def _finished(out: Path) -> bool:
-    """True when ``out`` is complete: it exists and no unfinished run of it is left."""
+    """True when ``out`` is complete: it exists, no unfinished run of it is left, and its job
+    record (kept beside a finished output) says complete."""
     from satvsr_cli.engine.distributed import parts_dir
-    from satvsr_cli.engine.manifest import manifest_path
+    from satvsr_cli.engine.manifest import COMPLETE, manifest_path, read_manifest, state_of
     from satvsr_cli.io.base import partial_path
 
-    return out.exists() and not (
-        manifest_path(out).exists() or partial_path(out).exists() or parts_dir(out).exists()
-    )
+    record = manifest_path(out)
+    if record.exists() and state_of(read_manifest(record)) != COMPLETE:
+        return False
+    return out.exists() and not (partial_path(out).exists() or parts_dir(out).exists())
 
 
 def _run_one(
