@@ -15,4 +15,7 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     """Console-script entry point."""
+    from satvsr_cli.engine.cpu import prefer_passive_omp
+
+    prefer_passive_omp()  # before torch loads: no OpenMP spinning on shared CPUs (issue 11)
     app(prog_name="satvsr")
