@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from satvsr_cli.cli import benchmark as _benchmark  # noqa: F401  (registers commands)
+from satvsr_cli.cli import export as _export  # noqa: F401
 from satvsr_cli.cli import models as _models  # noqa: F401
 from satvsr_cli.cli import probe as _probe  # noqa: F401
 from satvsr_cli.cli import train as _train  # noqa: F401
