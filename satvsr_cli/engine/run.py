@@ -286,7 +286,7 @@ def _summary(
         peak_rss_bytes=peak_rss(),
         peak_device_bytes=peak_dev,
         device=str(device),
-        precision=plan.precision,
+        precision=str(up.precision),  # what ran (auto may fall back to torch)
         model=plan.model.label,
         weights_sha256=plan.model.sha256,
         tile=(up.plan.tile_height, up.plan.tile_width),
