@@ -437,3 +437,15 @@ def test_openvino_leaves_the_signal_stack_alone(ov_cache):
     del runner
     gc.collect()
     assert _altstack() == before
+
+
+def test_ir_cache_key_follows_settings_without_weights():
+    """``local_upsample`` changes the graph, not the state dict: the OpenVINO IR cache must not
+    hand the IR of one setting to the other (seen with lgtd_small.v1's manifest fix)."""
+    a = build_model("lgtd_small", local_upsample=False)
+    b = build_model("lgtd_small", local_upsample=True)
+    b.load_state_dict(a.state_dict())
+    assert bmod.state_digest(a) == bmod.state_digest(b)
+    assert bmod.structure_digest(a) != bmod.structure_digest(b)
+    assert bmod.structure_digest(a) == bmod.structure_digest(build_model("lgtd_small",
+                                                                         local_upsample=False))

@@ -223,6 +223,27 @@ def state_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+_SIMPLE = (bool, int, float, str, type(None))
+
+
+def structure_digest(model: torch.nn.Module) -> str:
+    """sha256 over the module tree and each module's plain settings (flags, sizes, modes).
+
+    Settings without weights (``local_upsample``, ``compat``, ...) change the traced graph but
+    not the state dict, so the IR cache key needs them besides the weights' identity.
+    """
+    h = hashlib.sha256()
+    for name, mod in model.named_modules():
+        plain = sorted(
+            (k, v) for k, v in vars(mod).items()
+            if not k.startswith("_") and k != "training" and (
+                isinstance(v, _SIMPLE)
+                or (isinstance(v, tuple) and all(isinstance(x, _SIMPLE) for x in v)))
+        )
+        h.update(f"{name}:{type(mod).__qualname__}:{plain!r};".encode())
+    return h.hexdigest()
+
+
 def traceable_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A float32, contiguous, eval-mode copy of ``model`` without run-time diagnostics.
 
@@ -315,6 +336,7 @@ class OpenVINORunner:
         self.pinning = pinning
         self.cache = (cache_dir or user_cache_dir()) / "openvino"
         self.model_id = model_id or state_digest(model)
+        self.structure = structure_digest(model)  # configuration without weights (cache key)
         with keep_sigaltstack():  # every OpenVINO call that may replace it
             import openvino as ov
 
@@ -338,7 +360,8 @@ class OpenVINORunner:
 
     # ----- conversion and compilation
     def _key(self, method: str, shapes: tuple[Shape, ...]) -> str:
-        text = (f"{IR_FORMAT}|{self.model_id}|{type(self.model).__name__}|{method}|{shapes}|"
+        text = (f"{IR_FORMAT}|{self.model_id}|{self.structure}|{type(self.model).__name__}|"
+                f"{method}|{shapes}|"
                 f"ov {self.ov.__version__}|torch {torch.__version__}")
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
