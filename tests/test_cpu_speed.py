@@ -449,3 +449,30 @@ def test_ir_cache_key_follows_settings_without_weights():
     assert bmod.structure_digest(a) != bmod.structure_digest(b)
     assert bmod.structure_digest(a) == bmod.structure_digest(build_model("lgtd_small",
                                                                          local_upsample=False))
+
+
+def test_resume_after_auto_fell_back_to_torch(tmp_path, monkeypatch):
+    """A job whose ``--backend auto`` fell back to torch records torch; ``--resume`` of it
+    continues with torch instead of refusing the changed backend."""
+    from satvsr_cli.engine import plan as plan_mod
+
+    monkeypatch.setattr(plan_mod, "resolve_backend", lambda name, dev: "openvino")
+    monkeypatch.setattr(bmod, "resolve_backend", lambda name, dev: "openvino")
+
+    def make(backend, model, device, precision, **k):
+        if backend == "openvino":
+            raise RuntimeError("unsupported operation aten::frobnicate")
+        return TorchRunner(model, device, precision)
+
+    monkeypatch.setattr(bmod, "make_runner", make)
+    src = make_pngs(tmp_path / "in", n=3)
+    out = tmp_path / "o"
+    flags: dict[str, object] = {"input": str(src), "output": str(out), "tile": 8,
+                                "tile_overlap": 2, "threads": 1}
+    s = upscale(UpscaleConfig.from_flags(**flags), model=tiny(), model_name="lgtd_small")
+    assert s.backend.startswith("torch") and any("does not convert" in w for w in s.warnings)
+    record = json.loads(next(tmp_path.glob("o*.satvsr.json")).read_text())
+    assert record["params"]["backend"] == "torch"
+    again = upscale(UpscaleConfig.from_flags(**flags, resume=True), model=tiny(),
+                    model_name="lgtd_small")
+    assert again.already_complete

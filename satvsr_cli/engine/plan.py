@@ -55,7 +55,7 @@ from satvsr_cli.io.base import FrameSource, SourceInfo
 from satvsr_cli.io.geotiff.meta import VALUE_RANGE_TAG
 from satvsr_cli.io.options import VideoOptions
 from satvsr_cli.io.video import check_video_output
-from satvsr_cli.options import OutputKind, Precision, choice
+from satvsr_cli.options import Backend, ExistingOutput, OutputKind, Precision, choice
 
 if TYPE_CHECKING:
     import torch
@@ -514,6 +514,10 @@ def plan_job(
         problems += [(WeightsError.exit_code, note) for note in more]
     # issue 11: the backend, and the precision rule for it (the weights' bf16 check)
     backend = resolve_backend(config.compute.backend, device)
+    if (backend != "torch" and config.compute.backend == Backend.auto and old_manifest
+            and config.run.existing == ExistingOutput.resume
+            and (old_manifest.get("params") or {}).get("backend") == "torch"):
+        backend = "torch"  # that run's auto fell back to torch: continue it with torch
     record = None
     if loaded is not None:
         record = (loaded.manifest.precision if loaded.manifest is not None

@@ -218,8 +218,10 @@ def _open_runner(
     net = plan.model.network
     record = (plan.model.manifest.precision if plan.model.manifest is not None
               else weights_precision(net))
+    # the plan's torch is final (asked for, what auto means here, or what a resumed run ran)
+    requested = "torch" if plan.backend == "torch" else config.compute.backend
     runner = open_runner(
-        config.compute.backend, net, plan.device, shapes=engine_shapes(
+        requested, net, plan.device, shapes=engine_shapes(
             net, plan.tile, min(up.batch, plan.tiles.n_tiles), up.frames_per_call()),
         precision_for=lambda b: choose_precision(
             config.compute.precision, plan.device, b, record)[0],
