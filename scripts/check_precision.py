@@ -5,8 +5,8 @@ manifest carries this measurement and every |delta| is within 0.05 dB for the ba
 
 Usage::
 
-    .venv/bin/python scripts/check_precision.py weights/lgtd_small.safetensors \
-        weights/msdtgp_small.safetensors            # measures and writes the manifests
+    .venv/bin/python scripts/check_precision.py satvsr_cli/weights_data/lgtd_small.v1.safetensors \
+        satvsr_cli/weights_data/msdtgp_small.v1.safetensors   # measures, writes the manifests
     .venv/bin/python scripts/check_precision.py --dry-run WEIGHTS   # prints only
 
 Default dev sets: ``../shared/data/satvideo/{taipei,jilin1}/eval`` beside the repository (official
