@@ -14,6 +14,7 @@ from typing import TypeVar
 from satvsr_cli.errors import OptionError, SatvsrError
 
 __all__ = [
+    "Backend",
     "Blend",
     "Compression",
     "ExistingOutput",
@@ -71,6 +72,16 @@ class Precision(StrEnum):
     fp16 = "fp16"
 
 
+class Backend(StrEnum):
+    """Inference backend (:mod:`satvsr_cli.engine.backend`); ``auto``: OpenVINO on CPU when
+    installed and the network converts, else torch (``$SATVSR_BACKEND`` replaces what ``auto``
+    means)."""
+
+    auto = "auto"
+    torch = "torch"
+    openvino = "openvino"
+
+
 class Compression(StrEnum):
     """GeoTIFF compression."""
 
@@ -104,6 +115,7 @@ _LABELS: dict[type[StrEnum], str] = {
     TemporalPadding: "temporal padding",
     Blend: "blend",
     Precision: "precision",
+    Backend: "backend",
     Compression: "compression",
     FrameFormat: "frame format",
     ExistingOutput: "existing-output policy",

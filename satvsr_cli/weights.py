@@ -67,6 +67,8 @@ class Manifest:
     extra: dict[str, Any] = field(default_factory=dict)
     satvsr_version: str = __version__
     created: str = ""
+    #: fp32-vs-bf16 PSNR on the dev sets (``scripts/check_precision.py``; ``--precision auto``)
+    precision: dict[str, Any] = field(default_factory=dict)
 
     @property
     def manifest_path(self) -> Path:
@@ -91,6 +93,7 @@ class Manifest:
             "extra": self.extra,
             "satvsr_version": self.satvsr_version,
             "created": self.created,
+            **({"precision": self.precision} if self.precision else {}),
         }
 
 
@@ -186,6 +189,7 @@ def read_manifest(path: str | Path) -> Manifest:
             extra=dict(raw.get("extra") or {}),
             satvsr_version=str(raw.get("satvsr_version", "")),
             created=str(raw.get("created", "")),
+            precision=dict(raw.get("precision") or {}),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise WeightsError(f"{mpath}: malformed manifest ({exc})") from None
@@ -246,6 +250,8 @@ def load_weights(
             f"{manifest.config} ({first}{'…' if n_missing else ''})"
         ) from None
     model.eval()
+    # the precision rule (engine.precision) reads the manifest's ``precision`` block
+    object.__setattr__(model, "weights_manifest", manifest)
     return model.to(device), manifest
 
 

@@ -9,3 +9,11 @@ def _one_torch_thread():
 
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _torch_backend_by_default(monkeypatch):
+    """``--backend auto`` means torch in tests (OpenVINO converts per tile shape, seconds per
+    network); the OpenVINO tests ask for it explicitly. One thread, as above."""
+    monkeypatch.setenv("SATVSR_BACKEND", "torch")
+    monkeypatch.setenv("SATVSR_THREADS", "1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from satvsr_cli.cli import benchmark as _benchmark  # noqa: F401  (registers commands)
+from satvsr_cli.cli import export as _export  # noqa: F401
 from satvsr_cli.cli import models as _models  # noqa: F401
 from satvsr_cli.cli import probe as _probe  # noqa: F401
 from satvsr_cli.cli import train as _train  # noqa: F401
@@ -15,4 +16,7 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     """Console-script entry point."""
+    from satvsr_cli.engine.cpu import prefer_passive_omp
+
+    prefer_passive_omp()  # before torch loads: no OpenMP spinning on shared CPUs (issue 11)
     app(prog_name="satvsr")

@@ -14,6 +14,7 @@ import typer
 
 from satvsr_cli.cli._app import app, guarded
 from satvsr_cli.errors import InputError, OutputError
+from satvsr_cli.options import Backend
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -275,6 +276,19 @@ def _render_speed(results: list[SpeedResult], out: Console, markdown: bool = Fal
             markup=False,
             highlight=False,
         )
+    for r in results:  # issue 11: bf16 roof, the precision rule, the recorded PSNR change
+        extra = []
+        if r.bf16_matmul_peak_gflops:
+            g = r.engine_gflops
+            extra.append(f"bf16 matmul peak {r.bf16_matmul_peak_gflops:.1f} GFLOP/s"
+                         + (f" (engine {100 * g / r.bf16_matmul_peak_gflops:.0f}%)" if g else ""))
+        if r.precision_reason:
+            extra.append(f"precision {r.precision}: {r.precision_reason}")
+        if r.psnr_change_db:
+            extra.append("PSNR change of bf16 (manifest): " + ", ".join(
+                f"{k} {v:+.3f} dB" for k, v in r.psnr_change_db.items()))
+        if extra:
+            out.print(f"{r.method}: " + "; ".join(extra), markup=False, highlight=False)
 
 
 @app.command()
@@ -372,8 +386,32 @@ def benchmark(
     ] = False,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[
-        str, typer.Option("--precision", help="fp32, bf16 or fp16 (networks).")
-    ] = "fp32",
+        str | None,
+        typer.Option(
+            "--precision",
+            help="fp32, bf16 or fp16 (networks; default fp32). Speed mode: also auto "
+            "(the default there: the precision rule of `satvsr upscale`).",
+        ),
+    ] = None,
+    backend: Annotated[
+        Backend,
+        typer.Option(
+            "--backend",
+            help="Speed mode on CPU: the engine's backend, auto, torch or openvino "
+            "(as `satvsr upscale`).",
+        ),
+    ] = Backend.auto,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", min=1, help="CPU threads (default: physical cores)."),
+    ] = None,
+    tile: Annotated[
+        str,
+        typer.Option(
+            "--tile", help="Speed mode: the engine's tile, auto (as `satvsr upscale`), 0 "
+            "(whole frame) or N LR pixels."
+        ),
+    ] = "auto",
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -418,15 +456,20 @@ def benchmark(
         raise InputError("--compare-frame needs --compare-png")
     models = list(model or [])
     weight_files = list(weights or [])
+    if threads is not None or speed:
+        from satvsr_cli.engine.cpu import set_threads
+
+        set_threads(threads)
     if speed:
         if compare_png is not None:
             raise InputError("--compare-png needs --data (speed mode has no ground truth)")
+        engine_opts = {"backend": str(backend), "threads": threads, "tile": _speed_tile(tile)}
         _run_speed(
             models,
             weight_files,
             allow_random,
             device,
-            precision,
+            precision or "auto",
             batch_size or 4,
             size,
             frames,
@@ -435,6 +478,7 @@ def benchmark(
             out,
             err,
             markdown,
+            engine_opts,
         )
         return
     if data is None:
@@ -455,7 +499,7 @@ def benchmark(
             weights=weight_files,
             allow_random=allow_random,
             device=device,
-            precision=precision,
+            precision=precision or "fp32",
             y_channel=y_channel,
             crop_border=crop_border,
             temporal_padding=temporal_padding,
@@ -482,6 +526,18 @@ def benchmark(
         err.print(f"wrote {compare_png}", markup=False, highlight=False)
 
 
+def _speed_tile(text: str) -> int | str:
+    """``--tile`` of speed mode: ``"auto"``, or LR pixels (0: whole frame)."""
+    t = text.strip().lower()
+    if t == "auto":
+        return "auto"
+    if t in ("0", "none"):
+        return 0
+    if not t.isdigit():
+        raise InputError(f"--tile must be auto, 0 or a number of LR pixels, got {text!r}")
+    return int(t)
+
+
 def _run_speed(
     models: list[str],
     weight_files: list[Path],
@@ -496,6 +552,7 @@ def _run_speed(
     out: Console,
     err: Console,
     markdown: bool = False,
+    engine_opts: dict[str, Any] | None = None,
 ) -> None:
     """Speed mode: one row per requested network."""
     lr_size = _parse_size(size)
@@ -526,6 +583,7 @@ def _run_speed(
                     precision=precision,
                     batch_size=batch_size,
                     repeats=repeats,
+                    **(engine_opts or {}),
                 )
             )
     _render_speed(results, out, markdown)

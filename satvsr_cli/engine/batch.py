@@ -244,7 +244,10 @@ def upscale_many(
     config = config.replace(device=device)
     threads_before = torch.get_num_threads()
     if not device.startswith(("cuda", "mps")):
-        torch.set_num_threads(threads_per_rank(env))
+        # the rank's share of the cores (or --threads); upscale() sets what the config says
+        n = config.compute.threads or threads_per_rank(env)
+        torch.set_num_threads(n)
+        config = config.replace(threads=n)
     try:
         ranks = assign([input_size(s) for s in inputs], env.world_size)
         mine = [i for i, r in enumerate(ranks) if r == env.rank]

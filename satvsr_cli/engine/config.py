@@ -17,6 +17,7 @@ from typing import Any, Literal
 from satvsr_cli.errors import OptionError
 from satvsr_cli.io.options import RasterOptions, VideoOptions
 from satvsr_cli.options import (
+    Backend,
     Blend,
     ExistingOutput,
     InputType,
@@ -104,6 +105,9 @@ class ComputeOptions:
         max_memory: memory budget in bytes for tiles and the feature cache; ``None``: half of
             what is available (RAM, or free GPU memory).
         temporal_padding: :class:`TemporalPadding` at the clip ends (``centre``: the papers').
+        backend: :class:`Backend` (``auto``: OpenVINO on CPU when installed and the network
+            converts, else torch; see :mod:`satvsr_cli.engine.backend`).
+        threads: CPU threads; ``None``: ``$SATVSR_THREADS``, else one per physical core.
     """
 
     device: str = "auto"
@@ -115,9 +119,14 @@ class ComputeOptions:
     feature_cache: bool = True
     max_memory: int | None = None
     temporal_padding: TemporalPadding = TemporalPadding.centre
+    backend: Backend = Backend.auto
+    threads: int | None = None
 
     def __post_init__(self) -> None:
-        _coerce(self, precision=Precision, blend=Blend, temporal_padding=TemporalPadding)
+        _coerce(self, precision=Precision, blend=Blend, temporal_padding=TemporalPadding,
+                backend=Backend)
+        if self.threads is not None and int(self.threads) < 1:
+            raise OptionError(f"--threads must be >= 1, got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -174,6 +183,8 @@ FLAGS: dict[str, tuple[str, ...]] = {
     "feature_cache": ("compute", "feature_cache"),
     "max_memory": ("compute", "max_memory"),
     "temporal_padding": ("compute", "temporal_padding"),
+    "backend": ("compute", "backend"),
+    "threads": ("compute", "threads"),
     "output": ("output", "path"),
     "fps": ("output", "video", "fps"),
     "codec": ("output", "video", "codec"),
@@ -313,6 +324,11 @@ class UpscaleSummary:
     warnings: tuple[str, ...] = ()
     stats: dict[str, Any] = field(default_factory=dict)
     already_complete: bool = False
+    #: the backend that ran (``torch``, ``openvino 2026.4 fp32``), CPU threads, and why the
+    #: precision was chosen (issue 11)
+    backend: str = "torch"
+    threads: int | None = None
+    precision_reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""

@@ -583,7 +583,10 @@ def upscale_distributed(
     device = rank_device(config.compute.device, env)
     config = config.replace(device=device)
     if not device.startswith(("cuda", "mps")):
-        torch.set_num_threads(threads_per_rank(env))
+        # the rank's share of the cores (or --threads); upscale() sets what the config says
+        n = config.compute.threads or threads_per_rank(env)
+        torch.set_num_threads(n)
+        config = config.replace(threads=n)
     try:
         with process_group(env) as group:
             job = _on_rank0(group, lambda: _prepare(config, env, model, model_name))

@@ -25,15 +25,13 @@ of the range), never by what happens to be cached, so a resumed run computes bit
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 
-from satvsr_cli.device import autocast_dtype
+from satvsr_cli.engine.backend import Runner, TorchRunner
 from satvsr_cli.engine.convert import BandPlan, bicubic_band, from_unit, to_unit
 from satvsr_cli.engine.memory import MIN_TILE
 from satvsr_cli.engine.tiling import (
@@ -90,11 +88,17 @@ class StripStitcher:
         weights: BlendWeights,
         scale: int,
         emit: Callable[[int, int, np.ndarray], None],
+        acc: np.ndarray | None = None,
     ) -> None:
-        """Prepare a strip buffer of one tile height."""
+        """Prepare a strip buffer of one tile height (``acc``: a buffer to reuse, if it fits)."""
         self.plan, self.weights, self.s, self.emit = plan, weights, scale, emit
         s = scale
-        self.acc = np.zeros((3, plan.tile_height * s, plan.padded_width * s), dtype=np.float32)
+        shape = (3, plan.tile_height * s, plan.padded_width * s)
+        if acc is not None and acc.shape == shape and acc.dtype == np.float32:
+            acc.fill(0.0)  # issue 11: reused across frames, no fresh pages per frame
+            self.acc = acc
+        else:
+            self.acc = np.zeros(shape, dtype=np.float32)
         self.base = 0  # HR row of acc[:, 0]
         self.done = 0  # HR rows emitted so far
         col_norm = np.zeros(plan.padded_width * s, dtype=np.float64)
@@ -159,6 +163,8 @@ class WindowUpscaler:
         on_warning: called with one-line warnings (OOM fallback, non-finite tiles).
         size_multiple: tiles start at and are sized in multiples of this (``None``: the
             network's ``size_multiple``; the job passes its plan's).
+        runner: what runs the network (:mod:`satvsr_cli.engine.backend`); ``None``: the module
+            itself through a plain :class:`~satvsr_cli.engine.backend.TorchRunner`.
     """
 
     def __init__(
@@ -177,9 +183,12 @@ class WindowUpscaler:
         out_dtype: str,
         on_warning: Callable[[str], None] | None = None,
         size_multiple: int | None = None,
+        runner: Runner | None = None,
     ) -> None:
         """See the class docstring."""
         self.model = model
+        # issue 11: the network runs through a backend runner (torch, OpenVINO)
+        self.runner: Runner = runner or TorchRunner(model, device, precision, channels_last=False)
         self.device = device
         self.precision = precision
         self.tile = tile
@@ -209,6 +218,7 @@ class WindowUpscaler:
         self._cols: np.ndarray | None = None
         self._cache: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._cache_bytes = 0
+        self._strips: list[np.ndarray] = []  # strip buffers kept for the next frames
 
     # ----- planning
     def set_frame_size(self, height: int, width: int) -> TilePlan:
@@ -249,12 +259,6 @@ class WindowUpscaler:
         arr = to_unit(np.ascontiguousarray(sel), *self.vrange.arrays(chans)).transpose(2, 0, 1)
         return torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
 
-    def _autocast(self, fp32: bool) -> contextlib.AbstractContextManager[Any]:
-        dt = None if fp32 else autocast_dtype(self.precision)
-        if dt is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dt)
-
     def _entries(
         self,
         needed: Sequence[int],
@@ -282,8 +286,7 @@ class WindowUpscaler:
             lrs = [self._lr_tile(frames[j], group, tile) for _k, tile in chunk]
             feats: list[torch.Tensor | None] = [None] * len(lrs)
             if self.shared:
-                with self._autocast(fp32):
-                    out = self.model.extract(torch.stack(lrs))  # type: ignore[operator]
+                out = self.runner.extract(torch.stack(lrs), fp32)
                 feats = list(out.unbind(0))
                 self.stats.extracted += len(lrs)
             size = sum(_nbytes(x) + (_nbytes(f) if f is not None else 0)
@@ -317,15 +320,14 @@ class WindowUpscaler:
         entries = self._entries(needed, frames, g, group, chunk, fp32, use_cache)
         pairs = [(window, k) for window in windows for k, _t in chunk]
         clip = torch.stack([torch.stack([entries[(j, g, k)][0] for j in w]) for w, k in pairs])
-        with self._autocast(fp32):
-            if self.shared:
-                feats = torch.stack(
-                    [torch.stack([entries[(j, g, k)][1] for j in w])  # type: ignore[misc]
-                     for w, k in pairs]
-                )
-                out = self.model.forward_window(clip, feats)  # type: ignore[operator]
-            else:
-                out = self.model(clip)
+        if self.shared:
+            feats = torch.stack(
+                [torch.stack([entries[(j, g, k)][1] for j in w])  # type: ignore[misc]
+                 for w, k in pairs]
+            )
+            out = self.runner.forward_window(clip, feats, fp32)
+        else:
+            out = self.runner.forward(clip, fp32)
         self.stats.windows += len(pairs)
         return out
 
@@ -385,6 +387,7 @@ class WindowUpscaler:
     def _handle_oom(self, t: int, exc: BaseException) -> None:
         assert self.plan is not None
         self.clear_cache()
+        self._strips.clear()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         th, tw = self.plan.tile_height, self.plan.tile_width
@@ -441,7 +444,8 @@ class WindowUpscaler:
                     self._emitter(out, targets) if out is not None
                     else self._row_emitter(writer, targets, frames[t].valid)  # type: ignore[arg-type]
                 )
-                stitchers.append(StripStitcher(plan, self._weights, s, emit))
+                spare = self._strips.pop() if self._strips else None
+                stitchers.append(StripStitcher(plan, self._weights, s, emit, spare))
             for chunk in chunks:
                 with torch.inference_mode():
                     hr = self._run_windows(windows, frames, g, group, chunk, False, True)
@@ -456,6 +460,8 @@ class WindowUpscaler:
                     report(tiles_done, tiles_total)
             for st in stitchers:
                 st.finish()
+                self._strips.append(st.acc)
+            del self._strips[:-len(stitchers)]
         for (t, _window), out in zip(items, outs, strict=True):
             if out is None:
                 continue

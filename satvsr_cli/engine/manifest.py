@@ -148,6 +148,7 @@ def job_params(
     vrange: ValueRange | None,
     label: str,
     weights_id: str,
+    backend: str = "torch",
 ) -> dict[str, Any]:
     """Every setting that affects the output, as kept in the job manifest (resume checks)."""
     inp, comp, video, raster = (config.input, config.compute, config.output.video,
@@ -168,7 +169,7 @@ def job_params(
         "overviews": raster.overviews, "autorotate": inp.autorotate,
         "window": None if inp.window is None else list(inp.window),
         "independent": inp.independent or None,
-        "model": label, "weights_sha256": weights_id,
+        "model": label, "weights_sha256": weights_id, "backend": backend,
     }
 
 

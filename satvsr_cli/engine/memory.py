@@ -220,7 +220,9 @@ def choose_resources(
     if comp.tile == 0:
         tile = None
     elif comp.tile is None:
-        cap = MAX_AUTO_TILE if device.type == "cuda" else MAX_AUTO_TILE_CPU
+        from satvsr_cli.engine.cpu import cpu_tile_cap
+
+        cap = MAX_AUTO_TILE if device.type == "cuda" else cpu_tile_cap()
         side = auto_tile(int(0.6 * budget), per_px, 1, size_multiple, (info.height, info.width),
                          cap)
         tile = (side, side)

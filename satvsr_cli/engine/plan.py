@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from satvsr_cli import __version__
 from satvsr_cli.device import resolve_device, resolve_precision
+from satvsr_cli.engine.backend import resolve_backend
 from satvsr_cli.engine.config import UpscaleConfig
 from satvsr_cli.engine.convert import (
     BandPlan,
@@ -39,6 +40,7 @@ from satvsr_cli.engine.manifest import (
     resume_decision,
 )
 from satvsr_cli.engine.memory import Resources, choose_resources
+from satvsr_cli.engine.precision import choose_precision, weights_precision
 from satvsr_cli.engine.tiling import TilePlan, plan_tiles
 from satvsr_cli.engine.valuerange import (
     ValueRange,
@@ -53,7 +55,7 @@ from satvsr_cli.io.base import FrameSource, SourceInfo
 from satvsr_cli.io.geotiff.meta import VALUE_RANGE_TAG
 from satvsr_cli.io.options import VideoOptions
 from satvsr_cli.io.video import check_video_output
-from satvsr_cli.options import OutputKind, Precision
+from satvsr_cli.options import Backend, ExistingOutput, OutputKind, Precision, choice
 
 if TYPE_CHECKING:
     import torch
@@ -242,6 +244,10 @@ class JobPlan:
     #: (exit code, reason) of everything that makes the plan impossible to run (``build=False``
     #: only: with ``build=True`` the first one is raised); ``probe`` exits with the first.
     problems: tuple[tuple[int, str], ...] = ()
+    #: the backend ``--backend`` resolves to (``torch``/``openvino``; ``auto`` may still fall
+    #: back to torch when the network does not convert) and why the precision was chosen
+    backend: str = "torch"
+    precision_reason: str = ""
 
     @property
     def tile(self) -> tuple[int, int]:
@@ -498,7 +504,7 @@ def plan_job(
         mpath, ppath, old_manifest = check_existing_output(config, out)
 
     device = resolve_device(config.compute.device)
-    precision = resolve_precision(config.compute.precision, device)
+    resolve_precision(config.compute.precision, device)  # an unsupported choice fails first
     loaded: LoadedModel | None
     if build or model is not None:
         loaded = _load_model(config, device, model, model_name)
@@ -506,6 +512,19 @@ def plan_job(
         loaded, more = _describe_model(config)
         notes += more
         problems += [(WeightsError.exit_code, note) for note in more]
+    # issue 11: the backend, and the precision rule for it (the weights' bf16 check)
+    backend = resolve_backend(config.compute.backend, device)
+    if (backend != "torch" and config.compute.backend == Backend.auto and old_manifest
+            and config.run.existing == ExistingOutput.resume
+            and (old_manifest.get("params") or {}).get("backend") == "torch"):
+        backend = "torch"  # that run's auto fell back to torch: continue it with torch
+    record = None
+    if loaded is not None:
+        record = (loaded.manifest.precision if loaded.manifest is not None
+                  else weights_precision(loaded.network))
+    chosen, precision_reason = choose_precision(config.compute.precision, device, backend,
+                                                record)
+    precision = choice(Precision, chosen)
     size_multiple = size_multiple_of(loaded)
 
     weights_id = None
@@ -518,7 +537,7 @@ def plan_job(
             _warn(f"{loaded.label}: untrained network; the output is not a meaningful "
                   "super-resolution")
         params = job_params(config, info, kind, start, end, device, precision, vrange,
-                         loaded.label, weights_id)
+                            loaded.label, weights_id, backend)
         resume = resume_decision(config, out, mpath, ppath, old_manifest, params, _warn)
 
     name = loaded.name if loaded is not None and loaded.name else model_name
@@ -543,5 +562,5 @@ def plan_job(
         video=video,
         resume=resume, params=params, weights_id=weights_id, bands_note=bands_note,
         value_range_note=vr_note, warnings=tuple(warnings), notes=tuple(notes),
-        problems=tuple(problems),
+        problems=tuple(problems), backend=backend, precision_reason=precision_reason,
     )

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from satvsr_cli.engine.backend import Runner, compute_threads, engine_shapes, open_runner
 from satvsr_cli.engine.config import ProgressEvent, UpscaleConfig, UpscaleSummary
 from satvsr_cli.engine.infer import WindowUpscaler
 from satvsr_cli.engine.job import Job, ProgressCallback, sigterm_as_interrupt
@@ -47,6 +48,7 @@ from satvsr_cli.engine.plan import (
     state_sha256,
     value_range_for,
 )
+from satvsr_cli.engine.precision import choose_precision, weights_precision
 from satvsr_cli.errors import Interrupted, OutputError, SatvsrError
 from satvsr_cli.fsutil import kill_point, tree_fingerprint
 from satvsr_cli.io import SinkOptions, open_sink, open_source
@@ -126,6 +128,7 @@ def upscale(
             on_plan(plan)
         assert plan.model is not None and plan.bands is not None and plan.resume is not None
         assert plan.value_range is not None
+        threads = compute_threads(config.compute.threads, plan.device)  # issue 11
         if plan.resume.complete:
             return _already_complete(plan, warnings_list, t_start, emit)
         res = plan.resources
@@ -137,6 +140,7 @@ def upscale(
         )
         tiles = up.set_frame_size(plan.info.height, plan.info.width)
         assert tiles == plan.tiles, "the engine must tile as planned"
+        up.runner = _open_runner(plan, up, threads, warn)
         sink = open_sink(plan.kind, plan.output, plan.info, SinkOptions(
             start=plan.start, end=plan.end, video=plan.video or config.output.video,
             raster=config.output.raster, fps=plan.fps, tags=plan.tags(),
@@ -204,6 +208,30 @@ def upscale(
     return _summary(plan, up, job, final, warnings_list, t_start, emit)
 
 
+def _open_runner(
+    plan: JobPlan, up: WindowUpscaler, threads: int | None, warn: Callable[[str], None]
+) -> Runner:
+    """The backend runner of the job (issue 11), converted/compiled for the planned tile shape
+    before the first frame. When ``auto`` falls back to torch, the job records what ran."""
+    assert plan.model is not None
+    config = plan.config
+    net = plan.model.network
+    record = (plan.model.manifest.precision if plan.model.manifest is not None
+              else weights_precision(net))
+    # the plan's torch is final (asked for, what auto means here, or what a resumed run ran)
+    requested = "torch" if plan.backend == "torch" else config.compute.backend
+    runner = open_runner(
+        requested, net, plan.device, shapes=engine_shapes(
+            net, plan.tile, min(up.batch, plan.tiles.n_tiles), up.frames_per_call()),
+        precision_for=lambda b: choose_precision(
+            config.compute.precision, plan.device, b, record)[0],
+        threads=threads, model_id=plan.weights_id, warn=warn)
+    if runner.name != plan.backend:  # auto fell back to torch
+        plan.params.update(backend=runner.name, precision=str(runner.precision))
+        up.precision = runner.precision
+    return runner
+
+
 def _already_complete(
     plan: JobPlan, warnings_list: list[str], t_start: float, emit: ProgressCallback
 ) -> UpscaleSummary:
@@ -223,7 +251,8 @@ def _already_complete(
         device=str(plan.device), precision=plan.precision, model=plan.model.label,
         weights_sha256=plan.model.sha256, tile=plan.tile, tiles_per_frame=plan.tiles.n_tiles,
         batch=plan.resources.batch, oom_retries=0, nonfinite_retries=0,
-        warnings=tuple(warnings_list), already_complete=True,
+        warnings=tuple(warnings_list), already_complete=True, backend=plan.backend,
+        precision_reason=plan.precision_reason,
     )
     emit(ProgressEvent("done", done=n, total=n, elapsed_s=wall, fps=0.0,
                        message=f"{plan.output} is already complete: nothing to do",
@@ -259,7 +288,7 @@ def _summary(
         peak_rss_bytes=peak_rss(),
         peak_device_bytes=peak_dev,
         device=str(device),
-        precision=plan.precision,
+        precision=str(up.precision),  # what ran (auto may fall back to torch)
         model=plan.model.label,
         weights_sha256=plan.model.sha256,
         tile=(up.plan.tile_height, up.plan.tile_width),
@@ -271,6 +300,9 @@ def _summary(
         stats={"windows": stats.windows, "tiles": stats.tiles, "extracted": stats.extracted,
                "cache_hits": stats.cache_hits, "nonfinite_left": stats.nonfinite_left,
                "bands": plan.bands.describe(), "value_range": plan.value_range.to_json()},
+        backend=up.runner.describe(),
+        threads=torch.get_num_threads() if device.type == "cpu" else None,
+        precision_reason=plan.precision_reason,
     )
     emit(ProgressEvent("done", done=summary.frames_total, total=summary.frames_total,
                        elapsed_s=wall, fps=summary.fps, info=summary.to_json()))

@@ -46,6 +46,10 @@ class SpeedResult:
     repeats: int = 1
     weights_sha256: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    # issue 11: the bf16 roof, why this precision, its recorded PSNR change per dev set
+    bf16_matmul_peak_gflops: float | None = None
+    precision_reason: str = ""
+    psnr_change_db: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data."""
@@ -160,6 +164,9 @@ def speed_compare(
     batch_size: int = 4,
     seed: int = 0,
     repeats: int = 1,
+    backend: str | None = None,
+    threads: int | None = None,
+    tile: int | str | None = None,
 ) -> SpeedResult:
     """The engine against the reference structure, in one run, on the same synthetic clip.
 
@@ -171,6 +178,10 @@ def speed_compare(
     clamp. Achieved GFLOP/s = 2 × MACs actually executed / time (the engine computes each frame's
     features once, the reference five times), set against an fp32 matmul peak measured in the
     same run.
+
+    With ``backend`` (``auto``/``torch``/``openvino``, CPU) the engine is built as ``satvsr
+    upscale`` builds it (:func:`satvsr_cli.eval.levers.engine_run_fn`: runner, precision rule with
+    ``precision="auto"``, ``tile`` ``"auto"`` or LR pixels, ``threads``).
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -178,7 +189,9 @@ def speed_compare(
     if frames < 1:
         raise InputError(f"--frames must be >= 1, got {frames}")
     dev = torch.device(device)
-    autocast_for(dev, precision)  # validates
+    why = ""
+    if precision != "auto":
+        autocast_for(dev, precision)  # validates
     model.to(dev).eval()
     h, w = lr_size
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -189,7 +202,18 @@ def speed_compare(
     clip = clip_cpu.to(dev)
     frames_np = [f.permute(1, 2, 0).contiguous().numpy() for f in clip_cpu]
     centres = list(range(frames))
-    engine_label, run_engine = engine_runner(model, dev, precision, batch_size)
+    if backend is not None and dev.type == "cpu":  # issue 11: the engine with its defaults
+        from satvsr_cli.eval.levers import engine_run_fn
+
+        engine_label, run_engine, precision, why = engine_run_fn(
+            model, (h, w), backend=backend, precision=precision, threads=threads,
+            tile="auto" if tile is None else tile)
+    else:
+        if precision == "auto":
+            from satvsr_cli.engine.precision import choose_precision, weights_precision
+
+            precision, why = choose_precision("auto", dev, "torch", weights_precision(model))
+        engine_label, run_engine = engine_runner(model, dev, precision, batch_size)
 
     def reference() -> list[npt.NDArray[Any]]:
         with torch.inference_mode():
@@ -238,6 +262,16 @@ def speed_compare(
         for a, b in zip(eng_out, ref_out, strict=True)
     )
     peak, n = matmul_peak_gflops(dev)
+    bf16_peak = change = None
+    if dev.type == "cpu":
+        from satvsr_cli.engine.precision import weights_precision
+        from satvsr_cli.eval.levers import matmul_peaks
+
+        bf16_peak = matmul_peaks(n, repeats=3)["bf16"]
+        results = (weights_precision(model) or {}).get("results") or {}
+        runner_name = "openvino" if "openvino" in engine_label else "torch"
+        if precision == "bf16":
+            change = {k: float(v["delta_db"]) for k, v in results.get(runner_name, {}).items()}
     return SpeedResult(
         method=name,
         device=str(dev),
@@ -260,4 +294,7 @@ def speed_compare(
         repeats=max(1, repeats),
         weights_sha256=weights_sha256,
         versions=versions(),
+        bf16_matmul_peak_gflops=bf16_peak,
+        precision_reason=why,
+        psnr_change_db=change or {},
     )
