@@ -83,23 +83,3 @@ def choose_precision(
         return "fp32", f"auto: fp32 ({what})"
     ok, why = bf16_verdict(record, "torch" if kind == "cuda" else backend)
     return ("bf16", f"auto: {why}") if ok else ("fp32", f"auto: fp32 ({why})")
-
-
-def planned_precision(requested: str, device: Any, backend: str, model: str | None,
-                      weights: str | None) -> str:
-    """The precision a job would run, from the weights' manifest alone (for ``satvsr probe``,
-    which does not load the network)."""
-    if (requested or "auto").lower() != "auto":
-        return resolve_precision(requested, device)
-    from satvsr_cli.errors import SatvsrError
-    from satvsr_cli.weights import default_weights, read_manifest, shipped_for
-
-    record: Mapping[str, Any] | None = None
-    try:
-        path = weights or (shipped_for(model)[0] if model and shipped_for(model)
-                           else (default_weights() if model is None else None))
-        if path is not None:
-            record = read_manifest(path).precision
-    except SatvsrError:
-        record = None
-    return choose_precision("auto", device, backend, record)[0]
