@@ -4,6 +4,17 @@ import pytest
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _sigint_delivered():
+    """Ctrl-C tests need SIGINT to reach Python: a suite started as a background job of a
+    non-interactive shell inherits SIGINT ignored (and so do the subprocesses it starts)."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     import torch
 
