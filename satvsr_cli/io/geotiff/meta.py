@@ -229,9 +229,12 @@ def value_range(meta: GeoMeta, override: tuple[float, float] | None = None) -> t
        uint16 gives 0..4095).
 
     ``STATISTICS_*`` tags are ignored on purpose: they are a summary of one file's pixels and
-    would make the normalisation change from frame to frame. The range is never derived from
-    pixel values. A float raster with neither an override nor metadata raises InputError asking
-    for ``--value-range LO,HI``.
+    would make the normalisation change from frame to frame. A float raster with neither an
+    override nor metadata raises InputError asking for ``--value-range LO,HI``.
+
+    This is the file-level (metadata-only) range. ``satvsr upscale`` uses the job's per-band
+    rule, :func:`satvsr_cli.engine.plan.value_range_for`, which reads the same metadata (and a
+    per-band ``SATVSR_VALUE_RANGE``) and estimates >8-bit and float ranges from the data.
     """
     if override is not None:
         lo, hi = float(override[0]), float(override[1])
