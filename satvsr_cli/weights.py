@@ -316,15 +316,36 @@ def find_weights(ref: str | Path) -> Path:
     return hit
 
 
-def default_weights() -> Path | None:
-    """The entry named in ``DEFAULT`` of the shipped folder, else ``None``."""
-    marker = weights_dir() / "DEFAULT"
-    if not marker.is_file():
-        return None
-    name = marker.read_text().strip()
-    if not name:
-        return None
-    return lookup_shipped(name)
+#: The file naming the default weights for lossy-coded input (H.264/H.265 video, JPEG frames),
+#: beside ``DEFAULT`` (the default for everything else). Optional: without it, ``DEFAULT`` serves
+#: every input.
+LOSSY_MARKER = "DEFAULT_LOSSY"
+
+
+def default_weights(*, lossy: bool = False) -> Path | None:
+    """The entry named in ``DEFAULT`` of the shipped folder, else ``None``; with ``lossy``, the
+    one named in ``DEFAULT_LOSSY`` when that file exists (trained on coded input)."""
+    for marker_name in ((LOSSY_MARKER, "DEFAULT") if lossy else ("DEFAULT",)):
+        marker = weights_dir() / marker_name
+        name = marker.read_text().strip() if marker.is_file() else ""
+        if name:
+            return lookup_shipped(name)
+    return None
+
+
+def default_choice(lossy_coding: str | None) -> tuple[Path | None, str]:
+    """The default weights for an input and why: ``lossy_coding`` is what
+    :meth:`~satvsr_cli.io.base.SourceInfo.lossy_coding` says (``None``: lossless)."""
+    clean = default_weights()
+    if lossy_coding is None:
+        robust = default_weights(lossy=True)
+        why = ("default for lossless input" if robust not in (None, clean)
+               else "default")
+        return clean, why
+    robust = default_weights(lossy=True)
+    if robust is None or robust == clean:
+        return clean, "default"
+    return robust, f"default for lossy input ({lossy_coding})"
 
 
 def shipped_for(network: str) -> list[Path]:
@@ -378,8 +399,11 @@ def resolve_model(
     device: str | torch.device = "cpu",
     *,
     allow_random: bool = False,
+    default: Path | None = None,
 ) -> LoadedModel:
-    """Pick the network for a command: ``--weights`` > shipped weights for ``--model`` > default.
+    """Pick the network for a command: ``--weights`` > shipped weights for ``--model`` > default
+    (``default`` when given, e.g. the one :func:`default_choice` picks for the input, else the
+    ``DEFAULT`` entry).
 
     Returns:
         The :class:`LoadedModel` (network in eval mode on ``device``, spec, manifest, label).
@@ -395,7 +419,7 @@ def resolve_model(
         return LoadedModel(net, get_spec(manifest.network), manifest,
                            f"{manifest.network} ({Path(manifest.path).name})")
     if model is None:
-        default = default_weights()
+        default = default or default_weights()
         if default is None:
             raise WeightsError(
                 f"no default weights shipped in {weights_dir()}; pass --model NAME or --weights PATH"

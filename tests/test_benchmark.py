@@ -17,7 +17,9 @@ from torch import nn
 from typer.testing import CliRunner
 
 import satvsr_cli.weights as wmod
-from satvsr_cli.benchmark import (
+from satvsr_cli.cli import app
+from satvsr_cli.errors import ModelError
+from satvsr_cli.eval import (
     BICUBIC,
     evaluate,
     evaluate_bicubic,
@@ -25,8 +27,6 @@ from satvsr_cli.benchmark import (
     predict_windows,
     speed_compare,
 )
-from satvsr_cli.cli import app
-from satvsr_cli.errors import ModelError
 from satvsr_cli.jilin import find_clips
 from satvsr_cli.resize import imresize
 
@@ -583,3 +583,13 @@ def test_uint16_frames_use_their_own_data_range(tmp_path):
     assert res.clips[0].frame_psnr == pytest.approx(expected, abs=1e-9)
     model_res = evaluate_model(CentreBicubic(), find_clips(tmp_path / "u16"), name="s")
     assert np.isfinite(model_res.psnr)
+
+
+def test_the_old_module_name_still_resolves():
+    import satvsr_cli.benchmark as old
+    import satvsr_cli.eval as new
+
+    assert old.evaluate is new.evaluate and old.speed_compare is new.speed_compare
+    assert set(old.__all__) == set(new.__all__)
+    with pytest.raises(AttributeError):
+        _ = old.no_such_name

@@ -9,33 +9,23 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
+from helpers import tiny_weights
 from typer.testing import CliRunner
 
 from satvsr_cli.cli import app
 from satvsr_cli.eval import unique_labels
-from satvsr_cli.models import build_model, tiny_overrides
-from satvsr_cli.weights import save_weights, sha256_file
+from satvsr_cli.weights import sha256_file
 
 runner = CliRunner()
-
-
-def _tiny(path: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    cfg = tiny_overrides("lgtd_small")
-    net = build_model("lgtd_small", **cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return save_weights(net, path, network="lgtd_small", config=cfg, data={}, recipe={},
-                        metrics={})
 
 
 @pytest.fixture
 def shipped_and_other(tmp_path, monkeypatch) -> tuple[Path, Path]:
     """A shipped ``lgtd_small.v1`` and a different file of the same name in ``other/``."""
-    shipped = _tiny(tmp_path / "shipped" / "lgtd_small.v1.safetensors", 0)
+    shipped = tiny_weights(tmp_path / "shipped" / "lgtd_small.v1.safetensors", 0)
     (tmp_path / "shipped" / "DEFAULT").write_text("lgtd_small.v1\n")
     monkeypatch.setenv("SATVSR_WEIGHTS_DIR", str(tmp_path / "shipped"))
-    other = _tiny(tmp_path / "other" / "lgtd_small.v1.safetensors", 1)
+    other = tiny_weights(tmp_path / "other" / "lgtd_small.v1.safetensors", 1)
     return shipped, other
 
 

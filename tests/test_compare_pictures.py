@@ -8,28 +8,17 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
+from helpers import tiny_weights
 from PIL import Image
 from typer.testing import CliRunner
 
 from satvsr_cli.cli import app
 from satvsr_cli.io.frames import write_image
-from satvsr_cli.models import build_model, tiny_overrides
 from satvsr_cli.panels import GAP, LABEL_HEIGHT, compose, nearest_up, read_layout, to_display
 from satvsr_cli.resize import imresize
-from satvsr_cli.weights import save_weights
 
 runner = CliRunner()
 ENV = {"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
-
-
-def _tiny(path: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    cfg = tiny_overrides("lgtd_small")
-    net = build_model("lgtd_small", **cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return save_weights(net, path, network="lgtd_small", config=cfg, data={}, recipe={},
-                        metrics={})
 
 
 @pytest.fixture
@@ -37,7 +26,7 @@ def two_weights(tmp_path, monkeypatch) -> tuple[Path, Path]:
     empty = tmp_path / "no_shipped"
     empty.mkdir()
     monkeypatch.setenv("SATVSR_WEIGHTS_DIR", str(empty))
-    return _tiny(tmp_path / "a" / "net.safetensors", 0), _tiny(tmp_path / "b" / "net.safetensors", 1)
+    return tiny_weights(tmp_path / "a" / "net.safetensors", 0), tiny_weights(tmp_path / "b" / "net.safetensors", 1)
 
 
 @pytest.fixture

@@ -99,3 +99,24 @@ def test_strip_stitcher_equals_full_accumulation():
     st.finish()
     ref = full[:, : plan.height * s, : plan.width * s]
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_balanced_tile_uses_as_few_tiles_with_less_waste():
+    from satvsr_cli.engine.memory import balanced_tile
+
+    # 640 px, 256-px tiles, overlap 32: 3 tiles either way, 236 px cover it (708 px computed)
+    assert balanced_tile(256, (640, 640), 4) == (236, 236)
+    p = plan_tiles(640, 640, tile=(236, 236), overlap=32, size_multiple=4)
+    assert len(p.row_starts) == 3 and p.row_starts[-1] + 236 == 640
+    # a frame within the side runs whole; non-square frames per axis
+    assert balanced_tile(256, (160, 640), 4) == (160, 236)
+    assert balanced_tile(640, (640, 640), 4) == (640, 640)
+    # never above the side, never below one size multiple, an odd frame padded first
+    for side in (16, 48, 100, 256):
+        for n_px in (17, 100, 333, 1000):
+            th, tw = balanced_tile(side, (n_px, n_px), 4)
+            assert th == tw and 4 <= th <= max(side, 4) and th % 4 == 0
+            plan = plan_tiles(n_px, n_px, tile=(th, tw), overlap=min(32, side // 4),
+                              size_multiple=4)
+            wide = plan_tiles(n_px, n_px, tile=side, overlap=min(32, side // 4), size_multiple=4)
+            assert len(plan.row_starts) <= len(wide.row_starts)

@@ -16,8 +16,10 @@ from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 from rasterio.rpc import RPC
 
+from satvsr_cli.engine.plan import value_range_for
 from satvsr_cli.errors import InputError, OutputError
 from satvsr_cli.io import geotiff as gt
+from satvsr_cli.io import open_source
 from satvsr_cli.io.geotiff import (
     AI_NOTE,
     GeoMeta,
@@ -28,7 +30,6 @@ from satvsr_cli.io.geotiff import (
     open_geotiff_stack,
     scaled_georef,
     upsample_mask,
-    value_range,
 )
 from satvsr_cli.io.geotiff import write as gt_write
 
@@ -248,9 +249,11 @@ def test_float32_nan_nodata(tmp_path: Path):
     data, valid = st.read(0)
     assert np.isfinite(data).all()
     assert not valid[3, 4] and not valid[10, 10] and valid.sum() == 254
-    with pytest.raises(InputError, match="--value-range"):
-        value_range(st.meta)
-    assert value_range(st.meta, (0.0, 1.0)) == (0.0, 1.0)
+    # no metadata: the job's range is estimated from the valid (finite) pixels
+    with open_source(src) as fs:
+        vr = value_range_for(fs.info, None, fs)
+        assert value_range_for(fs.info, (0.0, 1.0)).lo == (0.0,)
+    assert vr.origin == "estimated" and 0.0 <= min(vr.lo) < 0.01 and 0.99 < max(vr.hi) <= 1.0
     p = GeoTiffFramesWriter(tmp_path / "o", st.meta, compress="zstd").write(
         "f", _up(data), upsample_mask(valid)
     )
@@ -482,25 +485,28 @@ def test_damaged_pixels_raise_input_error_on_read(tmp_path: Path):
 
 
 def test_value_range_sources(tmp_path: Path):
-    def meta(dtype: str, **kw) -> GeoMeta:
-        return GeoMeta(4, 4, 1, dtype, None, Affine.identity(), **kw)
+    """Metadata read when the stack is opened, and the job's rule over it (override first)."""
 
-    assert value_range(meta("uint8")) == (0.0, 255.0)
-    assert value_range(meta("uint16")) == (0.0, 65535.0)
-    assert value_range(meta("int16")) == (-32768.0, 32767.0)
-    assert value_range(meta("uint16", value_range=(0.0, 4095.0))) == (0.0, 4095.0)
-    assert value_range(meta("uint16", value_range=(0.0, 4095.0)), (1.0, 2.0)) == (1.0, 2.0)
-    with pytest.raises(InputError, match="LO must be smaller"):
-        value_range(meta("uint16"), (5.0, 5.0))
-    with pytest.raises(InputError, match="--value-range"):
-        value_range(meta("float64"))
-    # from metadata: the SATVSR_VALUE_RANGE tag and NBITS
+    def job_range(path: Path, override=None) -> tuple[float, float]:
+        with open_source(path) as src:
+            vr = value_range_for(src.info, override, src)
+        return vr.lo[0], vr.hi[0]
+
+    p8 = _write(tmp_path / "b.tif", np.ones((1, 8, 8), np.uint8))
+    assert job_range(p8) == (0.0, 255.0)
+    # the SATVSR_VALUE_RANGE tag wins over STATISTICS_* (one file's summary, would flicker)
     p = _write(tmp_path / "t.tif", np.ones((1, 8, 8), np.float32))
     with rasterio.open(p, "r+") as d:
         d.update_tags(SATVSR_VALUE_RANGE="0,2047", STATISTICS_MAXIMUM="1")
-    assert value_range(open_geotiff_stack(p).meta) == (0.0, 2047.0)
+    assert open_geotiff_stack(p).meta.value_range == (0.0, 2047.0)
+    assert job_range(p) == (0.0, 2047.0)
+    # NBITS for unsigned integers (12-bit data in uint16)
     p12 = _write(tmp_path / "n.tif", np.ones((1, 8, 8), np.uint16), nbits=12)
-    assert value_range(open_geotiff_stack(p12).meta) == (0.0, 4095.0)
+    assert open_geotiff_stack(p12).meta.value_range == (0.0, 4095.0)
+    assert job_range(p12) == (0.0, 4095.0)
+    assert job_range(p12, (1.0, 2.0)) == (1.0, 2.0)
+    with pytest.raises(InputError, match="LO < HI"):
+        job_range(p12, (5.0, 5.0))
 
 
 def test_is_geotiff(tmp_path: Path):
@@ -680,9 +686,10 @@ def test_real_roundtrip_frames_writer(tmp_path: Path, rel, count, dtype, nodata)
         assert o.tags()["SATVSR_MODEL"] == "fake"
         # the fake upscale is nearest, so every 4x4 block start equals the source pixel
         assert np.array_equal(o.read()[:, ::4, ::4], s.read())
-    if rel.endswith("ms1.tif"):
-        with pytest.raises(InputError, match="--value-range"):
-            value_range(st.meta)
+    if rel.endswith("ms1.tif"):  # float64 without range metadata: estimated from the data
+        assert st.meta.value_range is None
+        with open_source(src) as fs:
+            assert value_range_for(fs.info, None, fs).origin == "estimated"
 
 
 def test_real_s2_cog_and_stack(tmp_path: Path):

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 import pytest
 import rasterio
-import torch
 from affine import Affine
+from helpers import random_video, tiny_weights
 from rasterio.crs import CRS
 
 from satvsr_cli.engine.config import UpscaleConfig
@@ -19,9 +17,8 @@ from satvsr_cli.engine.probe import probe
 from satvsr_cli.engine.run import upscale
 from satvsr_cli.errors import OptionError
 from satvsr_cli.io.frames import write_image
-from satvsr_cli.models import build_model, get_spec, tiny_overrides
+from satvsr_cli.models import get_spec
 from satvsr_cli.options import Blend, ExistingOutput, OutputKind, Precision
-from satvsr_cli.weights import save_weights
 
 
 @pytest.fixture(autouse=True)
@@ -29,23 +26,8 @@ def no_shipped_weights(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SATVSR_WEIGHTS_DIR", str(tmp_path_factory.mktemp("empty_weights")))
 
 
-def _weights(folder: Path, network: str) -> Path:
-    torch.manual_seed(0)
-    overrides = tiny_overrides(network)
-    net = build_model(network, **overrides)
-    return save_weights(net, folder / f"{network}.safetensors", network=network,
-                        config=overrides, data={}, recipe={}, metrics={})
-
-
 def _video(path: Path, n: int = 4, h: int = 12, w: int = 16) -> Path:
-    rng = np.random.default_rng(0)
-    gen = imageio_ffmpeg.write_frames(str(path), (w, h), fps=Fraction(25), macro_block_size=1,
-                                      ffmpeg_log_level="error")
-    gen.send(None)
-    for _ in range(n):
-        gen.send(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-    gen.close()
-    return path
+    return random_video(path, n, h, w)
 
 
 def _frames(folder: Path, n: int = 4, h: int = 12, w: int = 16) -> Path:
@@ -77,7 +59,7 @@ def _geotiff(path: Path, n: int = 3, h: int = 12, w: int = 16) -> Path:
     ],
 )
 def test_probe_reports_what_the_run_uses(tmp_path, kind, network, out_name, expected_kind):
-    weights = _weights(tmp_path, network)
+    weights = tiny_weights(tmp_path / f"{network}.safetensors", 0, network)
     if kind == "video":
         src = _video(tmp_path / "in.mp4")
     elif kind == "frames":

@@ -121,7 +121,7 @@ def test_export_loads_with_load_weights(tmp_path, tiny_data):
     (_label, m), = manifest.metrics["val"].items()
     assert np.isfinite(m["psnr"]) and m["frames"] == 2
     # the exported weights reproduce the validation score recorded in the manifest
-    from satvsr_cli.benchmark import evaluate_model
+    from satvsr_cli.eval import evaluate_model
     from satvsr_cli.jilin import find_clips
 
     again = evaluate_model(net, find_clips(val), max_frames=2)

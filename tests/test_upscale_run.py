@@ -13,6 +13,7 @@ import rasterio
 import torch
 import torch.nn.functional as F
 from affine import Affine
+from helpers import random_video
 from rasterio.crs import CRS
 from torch import nn
 
@@ -64,15 +65,8 @@ def run(cfg: UpscaleConfig, **kw):
 
 
 def make_video(path: Path, n=7, h=20, w=28, fps=Fraction(30000, 1001), seed=0):
-    rng = np.random.default_rng(seed)
-    gen = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, macro_block_size=1,
-                                      quality=None, output_params=["-crf", "0"],
-                                      ffmpeg_log_level="error")
-    gen.send(None)
-    for _ in range(n):
-        gen.send(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-    gen.close()
-    return path
+    return random_video(path, n, h, w, fps=fps, seed=seed, quality=None,
+                        output_params=["-crf", "0"])
 
 
 def make_frames(folder: Path, n=6, h=12, w=16, dtype="uint16", c=3, fmt="png", seed=0):

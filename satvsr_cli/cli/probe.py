@@ -123,7 +123,9 @@ def probe_cmd(
     t.add_row("value range", report.value_range.describe()
               if report.value_range else f"[yellow]{report.value_range_note}[/yellow]")
     t.add_row("bands plan", report.bands or "-")
-    t.add_row("network", f"{report.model or '?'} (size multiple {report.size_multiple})")
+    t.add_row("network", f"{report.weights or report.model or '?'} (size multiple "
+              f"{report.size_multiple})"
+              + (f", {report.weights_choice}" if report.weights_choice else ""))
     t.add_row("device", f"{report.device}, {report.precision}")
     t.add_row("tiles", f"{report.tile[0]}x{report.tile[1]} LR px, grid {report.grid[0]}x"
               f"{report.grid[1]}, overlap {report.overlap}, batch {report.batch}")

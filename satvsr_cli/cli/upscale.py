@@ -322,7 +322,8 @@ def render_summary(summary: UpscaleSummary, mode: str, quiet: bool) -> None:
          + (f" RAM, {format_bytes(summary.peak_device_bytes)} GPU"
             if summary.peak_device_bytes is not None else "")),
         ("network", summary.model + (f"  sha256 {summary.weights_sha256[:12]}…"
-                                     if summary.weights_sha256 else "")),
+                                     if summary.weights_sha256 else "")
+         + (f" ({summary.weights_choice})" if summary.weights_choice else "")),
         ("device", f"{summary.device}, {summary.precision}"),
         ("backend", f"{summary.backend}"
          + (f", {summary.threads} threads" if summary.threads else "")

@@ -20,13 +20,17 @@ app.add_typer(weights_app)
 @weights_app.command("list")
 @guarded
 def list_cmd() -> None:
-    """List the shipped weights: id, network, sha256 (the DEFAULT one is marked)."""
+    """List the shipped weights: id, network, sha256 (the defaults are marked: DEFAULT, and
+    DEFAULT_LOSSY for lossy-coded input when shipped)."""
     from satvsr_cli.weights import default_weights, read_manifest, shipped_weights, weights_id
 
     default = default_weights()
+    lossy = default_weights(lossy=True)
     for p in shipped_weights():
         m = read_manifest(p)
-        mark = "  (default)" if p == default else ""
+        marks = (["default"] if p == default else []) + (
+            ["default for lossy input"] if p == lossy and lossy != default else [])
+        mark = f"  ({', '.join(marks)})" if marks else ""
         typer.echo(f"{weights_id(p)}\t{m.network}\t{m.sha256[:12]}{mark}")
 
 

@@ -329,6 +329,8 @@ class UpscaleSummary:
     backend: str = "torch"
     threads: int | None = None
     precision_reason: str = ""
+    #: why these weights when the default was chosen for the input (issue 9), else ""
+    weights_choice: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""

@@ -165,13 +165,15 @@ def cpu_info() -> CpuInfo:
     return CpuInfo(cpu_model(), physical_cores(), matrix_unit(), torch_cpu_capability())
 
 
-def cpu_tile_cap() -> int:
+def cpu_tile_cap(backend: str = "torch") -> int:
     """The largest automatic CPU tile side (LR px), for throughput rather than memory.
 
-    :data:`satvsr_cli.engine.memory.MAX_AUTO_TILE_CPU` (256: lgtd_small per-pixel time grows
-    past it, measured single-threaded). ``scripts/bench_speed.py`` prints throughput against tile
-    size per backend and precision to revisit it on other CPUs.
+    :data:`satvsr_cli.engine.memory.MAX_AUTO_TILE_CPU` with torch (256: lgtd_small per-pixel
+    time grows past it, and whole frames spend as much system time as user time),
+    :data:`~satvsr_cli.engine.memory.MAX_AUTO_TILE_OPENVINO` with OpenVINO (640: bigger tiles are
+    faster per pixel). ``scripts/bench_speed.py`` prints throughput against tile size per backend
+    and precision to revisit them on other CPUs.
     """
-    from satvsr_cli.engine.memory import MAX_AUTO_TILE_CPU
+    from satvsr_cli.engine.memory import MAX_AUTO_TILE_CPU, MAX_AUTO_TILE_OPENVINO
 
-    return MAX_AUTO_TILE_CPU
+    return MAX_AUTO_TILE_OPENVINO if backend == "openvino" else MAX_AUTO_TILE_CPU

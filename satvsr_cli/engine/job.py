@@ -15,7 +15,8 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,9 @@ class Job:
         self.completed = 0
         self._last_save = 0.0
         self._last_state: dict[str, Any] | None = None
+        #: the frame being written on the writer thread (at most one: PNG/TIFF encoding of
+        #: frame t overlaps the network on frame t+1; the sink is only touched after a drain)
+        self._writing: Future[None] | None = None
 
     # ----- manifest
     def save_progress(self, interrupted: bool = False, state: str = RUNNING,
@@ -121,9 +125,27 @@ class Job:
         if state != self._last_state or time.perf_counter() - self._last_save > 2.0:
             self.save_progress()
 
+    # ----- writer thread
+    def _drain(self) -> None:
+        """Wait for the frame on the writer thread; its error (if any) is raised here."""
+        pending, self._writing = self._writing, None
+        if pending is not None:
+            pending.result()
+
     # ----- loop
     def run(self, source: FrameSource) -> None:
-        """Stream the frames through the engine into the sink."""
+        """Stream the frames through the engine into the sink (a sink with ``threaded_writes``
+        encodes whole x4 frames on a writer thread while the network computes the next chunk)."""
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="satvsr-writer")
+        try:
+            self._run(source, pool)
+            self._drain()
+        finally:
+            with suppress(Exception):  # the run's own error is the one to report
+                self._drain()  # a failed or interrupted run still finishes the frame in flight
+            pool.shutdown(wait=True)
+
+    def _run(self, source: FrameSource, pool: ThreadPoolExecutor) -> None:
         done = self.sink.done()
         start, end = self.start, self.end
         first_todo = start
@@ -198,6 +220,9 @@ class Job:
                         if w is not None:
                             w.abort()
                     raise
+                if self._writing is not None:
+                    self._drain()  # the previous chunk's last frame is on disk: the sink is ours
+                    self._maybe_save()
                 new = 0
                 for u, hr, w in zip(items, outs, writers, strict=True):
                     if u in done:
@@ -206,13 +231,19 @@ class Job:
                         self.sink.close_rows(u, w)
                     else:
                         assert hr is not None
-                        self.sink.write(u, hr.transpose(1, 2, 0), _upsample_valid(ring[u].valid))
+                        self._drain()
+                        args = (u, hr.transpose(1, 2, 0), _upsample_valid(ring[u].valid))
+                        if self.sink.threaded_writes:
+                            self._writing = pool.submit(self.sink.write, *args)
+                        else:
+                            self.sink.write(*args)
                     new += 1
                 del outs
                 self.compute_time += time.perf_counter() - t0
                 self.computed += new
                 self.completed += new
-                self._maybe_save()
+                if self._writing is None:  # nothing in flight (a sink without writer thread)
+                    self._maybe_save()
                 self._progress(items[-1], total, eof, last_read)
                 frame_delay()
                 t = items[-1] + 1

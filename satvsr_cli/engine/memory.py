@@ -33,6 +33,10 @@ DEFAULT_BYTES_PER_LR_PIXEL = 120_000
 #: with lgtd_small, one thread: 12 us/px at 96², 21 us/px at 256², more at 512²), which more
 #: than pays for the extra overlap of small tiles; on GPUs big tiles fill the device better.
 MAX_AUTO_TILE_CPU = 256
+#: With OpenVINO the per-pixel time falls as the tile grows (2-core AMD EPYC, lgtd_small bf16,
+#: 640² LR frame: 13.3 us/px at 64² tiles, 11.9 at 256², 8.4 whole frame), so its cap is larger:
+#: frames up to 640² LR run whole (within the memory budget). Tables: ``scripts/bench_speed.py``.
+MAX_AUTO_TILE_OPENVINO = 640
 MAX_AUTO_TILE = 512
 #: Smallest tile the OOM fallback goes down to (LR pixels).
 MIN_TILE = 16
@@ -163,6 +167,29 @@ def auto_tile(
     return max(side // size_multiple * size_multiple, size_multiple)
 
 
+def balanced_tile(side: int, frame_hw: tuple[int, int], size_multiple: int,
+                  overlap: int | None = None) -> tuple[int, int]:
+    """The smallest tile ``(h, w)`` (multiples of ``size_multiple``, at most ``side``) that covers
+    the frame with as few tiles per axis as ``side`` needs, so no tile is mostly overlap or
+    padding: a 640-px axis with 256-px tiles and 32 px overlap needs 3 tiles, and 236 px do
+    (708 px computed instead of 768). ``overlap`` defaults to the automatic one for ``side``."""
+    ov = min(DEFAULT_OVERLAP, side // 4) if overlap is None else overlap
+    out = []
+    for n_px in frame_hw:
+        padded = -(-n_px // size_multiple) * size_multiple
+        if side >= padded:
+            out.append(padded)
+            continue
+        m = size_multiple
+        step = max((side - ov) // m * m, m)  # tile starts are multiples of the size multiple
+        n = 1 + -(-(padded - side) // step)
+        t = max(-(-(padded + (n - 1) * ov) // n // m) * m, m)
+        while t < side and (n - 1) * max((t - ov) // m * m, m) + t < padded:
+            t += m
+        out.append(min(t, side))
+    return out[0], out[1]
+
+
 def format_bytes(n: float | None) -> str:
     """Human size: ``1.5 GiB``, ``12 MiB``; ``"-"`` for ``None``."""
     if n is None:
@@ -200,14 +227,16 @@ def choose_resources(
     size_multiple: int,
     device: torch.device,
     precision: str,
+    backend: str = "torch",
 ) -> Resources:
     """Tile size, batch and feature-cache budget from the options and the memory available.
 
     The overlap defaults to 32 LR pixels, at most a quarter of the tile. The budget is
     ``--max-memory`` or half of what is available (RAM on CPU, free GPU memory on
     CUDA). An automatic tile is the largest square whose estimated peak (bytes per LR pixel of
-    the network, measured) fits 60 % of it, at most 256 px on CPU (bigger CPU tiles are slower
-    per pixel) and 512 px on CUDA. The automatic batch is 1 on CPU (measured with the
+    the network, measured) fits 60 % of it, at most 256 px on CPU with torch (bigger tiles are
+    slower per pixel), 640 px with OpenVINO (bigger tiles are faster) and 512 px on CUDA, then
+    shrunk to the smallest tile that needs as few tiles per axis (:func:`balanced_tile`). The automatic batch is 1 on CPU (measured with the
     small presets at 32² to 256² LR tiles, single-threaded: batches of 2 to 8 windows are
     equally fast or up to 40 % slower per window) and up to 8 tiles (or frames) on CUDA, within
     the same budget. The feature cache may use 30 % of the budget on
@@ -222,10 +251,10 @@ def choose_resources(
     elif comp.tile is None:
         from satvsr_cli.engine.cpu import cpu_tile_cap
 
-        cap = MAX_AUTO_TILE if device.type == "cuda" else cpu_tile_cap()
+        cap = MAX_AUTO_TILE if device.type == "cuda" else cpu_tile_cap(backend)
         side = auto_tile(int(0.6 * budget), per_px, 1, size_multiple, (info.height, info.width),
                          cap)
-        tile = (side, side)
+        tile = balanced_tile(side, (info.height, info.width), size_multiple, comp.tile_overlap)
     else:
         tile = (comp.tile, comp.tile) if isinstance(comp.tile, int) else comp.tile
     overlap = comp.tile_overlap

@@ -248,6 +248,9 @@ class JobPlan:
     #: back to torch when the network does not convert) and why the precision was chosen
     backend: str = "torch"
     precision_reason: str = ""
+    #: why these weights, when the default was chosen for the input (issue 9: lossy video or
+    #: JPEG frames get the robust default when one is shipped); ``None`` with --model/--weights
+    weights_choice: str | None = None
 
     @property
     def tile(self) -> tuple[int, int]:
@@ -286,6 +289,8 @@ class JobPlan:
             "SATVSR_BANDS": self.bands.describe(),
             "SATVSR_SOURCE": source_name(self.info.spec),
         }
+        if self.weights_choice:
+            tags["SATVSR_WEIGHTS_CHOICE"] = self.weights_choice
         if self.config.input.window is not None:
             tags["SATVSR_SOURCE_WINDOW"] = ",".join(str(v) for v in self.config.input.window)
         if self.config.input.independent:
@@ -323,7 +328,9 @@ def _frame_range(
     return start, end
 
 
-def _describe_model(config: UpscaleConfig) -> tuple[LoadedModel | None, list[str]]:
+def _describe_model(
+    config: UpscaleConfig, default: Path | None = None
+) -> tuple[LoadedModel | None, list[str]]:
     """The network the run would load, built on the ``meta`` device (no tensors read)."""
     import torch
 
@@ -349,7 +356,7 @@ def _describe_model(config: UpscaleConfig) -> tuple[LoadedModel | None, list[str
             notes.append(f"no shipped weights for '{m.name}'; upscale needs --weights PATH (or "
                          "--allow-random for an untrained network)")
     else:
-        default = default_weights()
+        default = default or default_weights()
         if default is None:
             notes.append("no default weights are shipped; pass --model or --weights to upscale")
             return None, notes
@@ -368,8 +375,10 @@ def _load_model(
     device: torch.device,
     model: torch.nn.Module | None,
     model_name: str | None,
+    default: Path | None = None,
 ) -> LoadedModel:
-    """The network of the job: ``model`` as given, else via :func:`resolve_model`."""
+    """The network of the job: ``model`` as given, else via :func:`resolve_model` (``default``:
+    the default weights chosen for the input)."""
     import torch
 
     from satvsr_cli.models.registry import get_spec, list_models
@@ -382,7 +391,7 @@ def _load_model(
     else:
         torch.manual_seed(config.model.seed)
         loaded = resolve_model(config.model.name, config.model.weights, device,
-                               allow_random=config.model.allow_random)
+                               allow_random=config.model.allow_random, default=default)
     net = loaded.network.eval().to(device)
     return LoadedModel(net, loaded.spec, loaded.manifest, loaded.label)
 
@@ -505,11 +514,18 @@ def plan_job(
 
     device = resolve_device(config.compute.device)
     resolve_precision(config.compute.precision, device)  # an unsupported choice fails first
+    # issue 9: without --model/--weights, lossy-coded input gets the robust default when shipped
+    default: Path | None = None
+    weights_choice: str | None = None
+    if model is None and config.model.name is None and config.model.weights is None:
+        from satvsr_cli.weights import default_choice
+
+        default, weights_choice = default_choice(info.lossy_coding())
     loaded: LoadedModel | None
     if build or model is not None:
-        loaded = _load_model(config, device, model, model_name)
+        loaded = _load_model(config, device, model, model_name, default)
     else:
-        loaded, more = _describe_model(config)
+        loaded, more = _describe_model(config, default)
         notes += more
         problems += [(WeightsError.exit_code, note) for note in more]
     # issue 11: the backend, and the precision rule for it (the weights' bf16 check)
@@ -543,7 +559,7 @@ def plan_job(
     name = loaded.name if loaded is not None and loaded.name else model_name
     res = choose_resources(
         config, info, net=loaded.network if loaded is not None else None, name=name,
-        size_multiple=size_multiple, device=device, precision=precision,
+        size_multiple=size_multiple, device=device, precision=precision, backend=backend,
     )
     if resume is not None and resume.resolved is not None:
         old = resume.resolved
@@ -563,4 +579,5 @@ def plan_job(
         resume=resume, params=params, weights_id=weights_id, bands_note=bands_note,
         value_range_note=vr_note, warnings=tuple(warnings), notes=tuple(notes),
         problems=tuple(problems), backend=backend, precision_reason=precision_reason,
+        weights_choice=weights_choice,
     )

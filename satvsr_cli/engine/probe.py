@@ -47,6 +47,9 @@ class ProbeReport:
     problems: tuple[tuple[int, str], ...] = ()
     video_codec: str | None = None
     video_pix_fmt: str | None = None
+    #: the weights the run would load (label) and why, when chosen for the input (issue 9)
+    weights: str | None = None
+    weights_choice: str | None = None
 
     @property
     def runnable(self) -> bool:
@@ -75,7 +78,8 @@ class ProbeReport:
                 "rpcs": bool(geo.rpcs) if geo is not None else False,
                 "band_descriptions": list(geo.band_descriptions) if geo is not None else None,
             },
-            "model": self.model, "size_multiple": self.size_multiple, "device": self.device,
+            "model": self.model, "weights": self.weights,
+            "weights_choice": self.weights_choice, "size_multiple": self.size_multiple, "device": self.device,
             "precision": self.precision, "tile": list(self.tile), "grid": list(self.grid),
             "tiles_per_frame": self.grid[0] * self.grid[1], "overlap": self.overlap,
             "batch": self.batch,
@@ -171,4 +175,6 @@ def report_of(plan: JobPlan) -> ProbeReport:
         problems=tuple(problems),
         video_codec=plan.video.codec if plan.video is not None else None,
         video_pix_fmt=plan.video.pix_fmt if plan.video is not None else None,
+        weights=plan.model.label if plan.model is not None else None,
+        weights_choice=plan.weights_choice,
     )

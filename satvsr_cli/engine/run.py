@@ -253,6 +253,7 @@ def _already_complete(
         batch=plan.resources.batch, oom_retries=0, nonfinite_retries=0,
         warnings=tuple(warnings_list), already_complete=True, backend=plan.backend,
         precision_reason=plan.precision_reason,
+        weights_choice=plan.weights_choice or "",
     )
     emit(ProgressEvent("done", done=n, total=n, elapsed_s=wall, fps=0.0,
                        message=f"{plan.output} is already complete: nothing to do",
@@ -303,6 +304,7 @@ def _summary(
         backend=up.runner.describe(),
         threads=torch.get_num_threads() if device.type == "cpu" else None,
         precision_reason=plan.precision_reason,
+        weights_choice=plan.weights_choice or "",
     )
     emit(ProgressEvent("done", done=summary.frames_total, total=summary.frames_total,
                        elapsed_s=wall, fps=summary.fps, info=summary.to_json()))

@@ -177,8 +177,8 @@ class TileRow:
     ratio: float = 1.0
 
 
-def _engine(model: torch.nn.Module, runner: Any, tile: int | None, overlap: int,
-            precision: str) -> Any:
+def _engine(model: torch.nn.Module, runner: Any, tile: int | tuple[int, int] | None,
+            overlap: int, precision: str) -> Any:
     from satvsr_cli.engine.convert import plan_bands
     from satvsr_cli.engine.infer import WindowUpscaler
 
@@ -277,14 +277,17 @@ def default_engine(
     m = int(getattr(net, "size_multiple", 1) or 1)
     if tile == "auto":
         from satvsr_cli.engine.cpu import cpu_tile_cap
+        from satvsr_cli.engine.memory import balanced_tile
 
-        per_px = bytes_per_lr_pixel(net, None, half=prec != "fp32")
+        name = getattr(getattr(model, "weights_manifest", None), "network", None)
+        per_px = bytes_per_lr_pixel(net, name, half=prec != "fp32")  # as upscale estimates it
         side = auto_tile(int(0.3 * device_available(dev)), per_px, 1, m, frame,
-                         cpu_tile_cap())
-        tile_v: int | None = side
+                         cpu_tile_cap(chosen))
+        tile_v: int | tuple[int, int] | None = balanced_tile(side, frame, m)
     else:
         tile_v = tile if isinstance(tile, int) and tile > 0 else None  # 0: whole frame
-    overlap = 0 if tile_v is None else min(32, tile_v // 4)
+    side_min = None if tile_v is None else (tile_v if isinstance(tile_v, int) else min(tile_v))
+    overlap = 0 if side_min is None else min(32, side_min // 4)
     up = _engine(net, None, tile_v, overlap, prec)
     plan = up.set_frame_size(*frame)
     up.runner = open_runner(

@@ -147,7 +147,7 @@ def engine_runner(
                 )
             ]
 
-    return "satvsr_cli.benchmark.predict_windows (shared features; engine not importable)", (
+    return "satvsr_cli.eval.predict_windows (shared features; engine not importable)", (
         run_fallback
     )
 

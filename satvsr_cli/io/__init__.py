@@ -85,15 +85,17 @@ def detect_input_type(spec: str, input_type: str | InputType = InputType.auto) -
 
 
 def open_source(
-    spec: str,
+    spec: str | Path,
     input_type: str | InputType = InputType.auto,
     *,
     bands_per_frame: int | None = None,
     autorotate: bool = True,
     window: tuple[int, int, int, int] | None = None,
 ) -> FrameSource:
-    """Open ``spec`` as a frame source of the detected (or given) type; ``window`` (X, Y, W, H
-    in pixels) crops every frame (:class:`satvsr_cli.io.window.WindowSource`)."""
+    """Open ``spec`` (a path, or a glob pattern as text) as a frame source of the detected (or
+    given) type; ``window`` (X, Y, W, H in pixels) crops every frame
+    (:class:`satvsr_cli.io.window.WindowSource`)."""
+    spec = str(spec)
     kind = detect_input_type(spec, input_type)
     if bands_per_frame is not None and kind != "geotiff":
         raise InputError("--bands-per-frame applies to GeoTIFF input only")

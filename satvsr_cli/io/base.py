@@ -59,11 +59,28 @@ class SourceInfo:
     files: tuple[Path, ...] = ()
     identity: dict[str, Any] = field(default_factory=dict)
 
+    def lossy_coding(self) -> str | None:
+        """What lossy coding the input went through (``"h264 video"``, ``"JPEG frames"``), or
+        ``None`` for lossless input (PNG/TIFF frames, GeoTIFF, FFV1 or raw video...)."""
+        if self.kind == "video":
+            codec = (self.codec or "").lower()
+            return None if codec in LOSSLESS_VIDEO_CODECS else f"{codec or 'unknown-codec'} video"
+        if (self.frame_suffix or "").lower() in (".jpg", ".jpeg"):
+            return "JPEG frames"
+        return None
+
     def name_of(self, index: int) -> str:
         """The output file stem of frame ``index``: the source name, or a 6-digit number."""
         if self.frame_names is not None and index < len(self.frame_names):
             return self.frame_names[index]
         return f"{index:06d}"
+
+
+#: ffmpeg names of video codecs that keep every pixel (the rest are treated as lossy).
+LOSSLESS_VIDEO_CODECS = frozenset({
+    "ffv1", "rawvideo", "png", "apng", "huffyuv", "ffvhuff", "utvideo", "qtrle", "tiff", "bmp",
+    "v210", "v410", "r210", "magicyuv", "lagarith", "zlib", "gif",
+})
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +146,10 @@ class FrameSink(ABC):
     """
 
     path: Path
+    #: :meth:`write` may run on a writer thread, one frame at a time, while the engine computes
+    #: the next one (sinks that encode in this process and verify their files on resume; the
+    #: engine touches the sink again only after the write has finished)
+    threaded_writes: bool = False
 
     @abstractmethod
     def done(self) -> set[int]:

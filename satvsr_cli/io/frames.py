@@ -262,6 +262,8 @@ class FramesSink(FolderSink):
     the requested range. With ``resume``, earlier files are verified and kept, others removed.
     """
 
+    threaded_writes = True  # PNG/TIFF encoding overlaps the network; files verified on resume
+
     def __init__(
         self,
         path: Path,

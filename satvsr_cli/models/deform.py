@@ -230,7 +230,8 @@ class DCNSep(nn.Module):
         offset, mask = self.offsets_and_mask(fea)
         if self.keep_offset:
             self.last_offset = offset
-        if not self._warned and offset.numel() and offset.device.type != "meta":
+        if (not self._warned and offset.numel() and offset.device.type != "meta"
+                and not torch.compiler.is_compiling()):  # a .item() would break the graph
             mean_abs = float(torch.linalg.vector_norm(offset.detach(), ord=1)) / offset.numel()
             if mean_abs > OFFSET_WARN_THRESHOLD:
                 self._warned = True  # once per module: a diverging run would flood the log

@@ -579,7 +579,7 @@ class Trainer:
 
     def _validate(self, net: nn.Module, roots: dict[str, list[Any]], device: torch.device,
                   cfg: RunConfig, it: int, tb: Any) -> dict[str, Any]:
-        from satvsr_cli.benchmark import evaluate_model
+        from satvsr_cli.eval import evaluate_model
 
         tv = time.perf_counter()
         out: dict[str, Any] = {}

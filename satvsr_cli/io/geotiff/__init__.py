@@ -37,7 +37,6 @@ from satvsr_cli.io.geotiff.meta import (
     GeoMeta,
     scaled_georef,
     upsample_mask,
-    value_range,
 )
 from satvsr_cli.io.geotiff.nodata import fill_invalid
 from satvsr_cli.io.geotiff.read import GeoTiffStack, is_geotiff, open_geotiff_stack
@@ -60,5 +59,4 @@ __all__ = [
     "rasterio",
     "scaled_georef",
     "upsample_mask",
-    "value_range",
 ]

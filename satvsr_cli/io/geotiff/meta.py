@@ -20,7 +20,6 @@ from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.rpc import RPC
 
-from satvsr_cli.errors import InputError
 from satvsr_cli.options import Compression
 
 AI_NOTE = "AI-generated super-resolution; not a measurement"
@@ -32,7 +31,8 @@ COMPRESSIONS: tuple[str, ...] = tuple(Compression)
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
 
 
-#: Dataset tag holding the normalisation range as ``"LO,HI"`` (read by :func:`value_range`).
+#: Dataset tag holding the normalisation range as ``"LO,HI"`` (one pair, or one per band joined by
+#: ``;``; read by :func:`satvsr_cli.engine.plan.value_range_for`).
 VALUE_RANGE_TAG = "SATVSR_VALUE_RANGE"
 
 
@@ -66,7 +66,7 @@ class GeoMeta:
     names (``"gray"``, ``"red"``, ...). ``rpcs`` uses GDAL's RPC names (``LINE_OFF``,
     ``SAMP_SCALE``, ...; the four ``*_COEFF`` entries are tuples of 20 floats). ``tags`` is the
     first file's default-namespace dataset metadata without ``AREA_OR_POINT`` (kept in
-    ``area_or_point``). ``value_range`` comes from metadata only (see :func:`value_range`).
+    ``area_or_point``). ``value_range`` comes from metadata only (the ``SATVSR_VALUE_RANGE`` tag or ``NBITS``).
     ``transform`` is the identity when the file has no geotransform (then ``crs_wkt`` is None
     or the file is georeferenced by GCPs or RPCs).
     """
@@ -210,46 +210,6 @@ def quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         yield
-
-
-_INT_RANGES: dict[str, tuple[float, float]] = {
-    name: (float(np.iinfo(name).min), float(np.iinfo(name).max))
-    for name in ("uint8", "int8", "uint16", "int16", "uint32", "int32")
-}
-
-
-def value_range(meta: GeoMeta, override: tuple[float, float] | None = None) -> tuple[float, float]:
-    """The (lo, hi) normalisation range: override > metadata > integer dtype full range.
-
-    Metadata that counts (in ``meta.value_range``, read when the stack is opened):
-
-    1. the dataset tag ``SATVSR_VALUE_RANGE="LO,HI"`` (satvsr writes it on its outputs, and a
-       user can set it with ``gdal_edit.py -mo``);
-    2. ``NBITS`` in the ``IMAGE_STRUCTURE`` domain for unsigned integers (e.g. 12-bit data in
-       uint16 gives 0..4095).
-
-    ``STATISTICS_*`` tags are ignored on purpose: they are a summary of one file's pixels and
-    would make the normalisation change from frame to frame. A float raster with neither an
-    override nor metadata raises InputError asking for ``--value-range LO,HI``.
-
-    This is the file-level (metadata-only) range. ``satvsr upscale`` uses the job's per-band
-    rule, :func:`satvsr_cli.engine.plan.value_range_for`, which reads the same metadata (and a
-    per-band ``SATVSR_VALUE_RANGE``) and estimates >8-bit and float ranges from the data.
-    """
-    if override is not None:
-        lo, hi = float(override[0]), float(override[1])
-        if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
-            raise InputError(f"--value-range {lo},{hi}: LO must be smaller than HI")
-        return lo, hi
-    if meta.value_range is not None:
-        return meta.value_range
-    if meta.dtype in _INT_RANGES:
-        return _INT_RANGES[meta.dtype]
-    where = meta.source_paths[0] if meta.source_paths else "input"
-    raise InputError(
-        f"{where}: {meta.dtype} data has no value range in its metadata; "
-        "pass --value-range LO,HI (e.g. --value-range 0,2047 for 11-bit data)"
-    )
 
 
 def scaled_georef(
