@@ -61,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["SATVSR_CACHE_DIR"] = str(args.cache or tmp / "cache")
     if args.no_openvino:
         os.environ["SATVSR_BACKEND"] = "torch"
-    from satvsr_cli.engine.cpu import prefer_passive_omp
+    from satvsr_cli.engine.cpu import keep_freed_memory, prefer_passive_omp
 
     prefer_passive_omp()  # as the CLI does, before torch loads
+    keep_freed_memory()
     import torch
 
     from satvsr_cli.engine.backend import openvino_available

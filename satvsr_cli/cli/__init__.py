@@ -16,7 +16,8 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     """Console-script entry point."""
-    from satvsr_cli.engine.cpu import prefer_passive_omp
+    from satvsr_cli.engine.cpu import keep_freed_memory, prefer_passive_omp
 
     prefer_passive_omp()  # before torch loads: no OpenMP spinning on shared CPUs (issue 11)
+    keep_freed_memory()  # no mmap/munmap churn for every big tensor (issue 11)
     app(prog_name="satvsr")

@@ -28,6 +28,38 @@ def prefer_passive_omp() -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+#: glibc ``mallopt`` parameters (``malloc.h``).
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+#: Freed heap memory kept for reuse before it is given back to the system.
+MALLOC_TRIM_THRESHOLD = 1 << 30
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc reuse freed memory instead of mapping and unmapping it for every big tensor:
+    no ``mmap`` for large blocks and up to 1 GiB of freed heap kept (``mallopt``), unless the user
+    set ``MALLOC_MMAP_MAX_``/``MALLOC_TRIM_THRESHOLD_`` or ``SATVSR_MALLOC=default``.
+    Returns whether it changed anything (glibc on Linux only).
+
+    Measured on the 2-core AMD EPYC, lgtd_small at 256² (one thread, 3 forwards): system time
+    0.94 → 0.05 s per forward, minor page faults 467k → 12k, peak RSS 1222 → 1263 MB. Every
+    intermediate tensor of a whole-frame or large-tile forward was a fresh ``mmap`` whose pages
+    the kernel zeroed on first touch, then an ``munmap``.
+    """
+    if (os.environ.get("SATVSR_MALLOC", "").lower() == "default"
+            or "MALLOC_MMAP_MAX_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ
+            or not sys.platform.startswith("linux")):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, ...)
+        return False
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD,
+                                                          MALLOC_TRIM_THRESHOLD))
+
+
 #: cpuinfo flags of fast bf16 matrix arithmetic, best first.
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
