@@ -71,5 +71,6 @@ def test_models_json_lists_every_network_with_exact_numbers():
     by_name = {d["name"]: d for d in data}
     assert set(by_name) == set(list_models())
     assert by_name["msdtgp"]["params"] == 14_174_083
-    assert by_name["lgtd_small"]["weights"] == ["lgtd_small.v1"]
+    assert by_name["lgtd_small"]["weights"][0] == "lgtd_small.v2"  # the default first
+    assert "lgtd_small.v1" in by_name["lgtd_small"]["weights"]
     assert by_name["msdtgp_small"]["gmac"] > 0 and by_name["msdtgp"]["lr_size"] == [32, 16]
