@@ -46,13 +46,15 @@ def models_cmd(
                   box=box.SIMPLE_HEAD, pad_edge=False)
     cells = [
         (r.name, r.family, f"{r.params:,}", str(r.frames), f"x{r.scale}",
-         "-" if r.gmac is None else f"{r.gmac:,.1f}", " ".join(r.weights) or "-", r.description)
+         "-" if r.gmac is None else f"{r.gmac:,.1f}", "\n".join(r.weights) or "-", r.description)
         for r in rows
     ]
     heads = ("name", "family", "params", "frames", "scale", "GMAC", "shipped weights")
     # names and numbers are never cut: each column is as wide as its longest cell; the
-    # description gets the rest of the line, or its own lines below when too little is left
-    widths = [max(len(col), *(len(c[i]) for c in cells)) for i, col in enumerate(heads)]
+    # description gets the rest of the line, or its own lines below when too little is left;
+    # several shipped weights of one network go one per line
+    widths = [max(len(col), *(len(line) for c in cells for line in c[i].splitlines()))
+              for i, col in enumerate(heads)]
     if not console.is_terminal:  # piped: whole lines, as wide as the table needs
         full = sum(widths) + 3 * (len(widths) + 1) + max(len(c[-1]) for c in cells)
         console = Console(width=max(console.width, full))
