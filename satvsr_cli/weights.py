@@ -337,15 +337,11 @@ def default_choice(lossy_coding: str | None) -> tuple[Path | None, str]:
     """The default weights for an input and why: ``lossy_coding`` is what
     :meth:`~satvsr_cli.io.base.SourceInfo.lossy_coding` says (``None``: lossless)."""
     clean = default_weights()
-    if lossy_coding is None:
-        robust = default_weights(lossy=True)
-        why = ("default for lossless input" if robust not in (None, clean)
-               else "default")
-        return clean, why
     robust = default_weights(lossy=True)
-    if robust is None or robust == clean:
-        return clean, "default"
-    return robust, f"default for lossy input ({lossy_coding})"
+    paired = robust is not None and robust != clean
+    if lossy_coding is not None and paired:
+        return robust, f"default for lossy input ({lossy_coding})"
+    return clean, "default for lossless input" if paired else "default"
 
 
 def shipped_for(network: str) -> list[Path]:
