@@ -6,7 +6,8 @@
 #   RECIPE=clean2 bash scripts/train_shipped.sh lgtd_small 12000   # v1 continued: clean LR, all sources
 #   RECIPE=robust bash scripts/train_shipped.sh lgtd_small 12000   # for lossy video (lgtd_small.r1)
 #   ROBUST=1 INIT=lgtd_small.v1 bash scripts/train_shipped.sh lgtd_small 8000   # the first v2 try
-# RECIPE=clean2 and RECIPE=robust fine-tune from INIT (default lgtd_small.v1) at lr 5e-4 over every
+# RECIPE=clean2 and RECIPE=robust fine-tune from INIT (default lgtd_small.v1; INIT=none trains from
+# scratch, e.g. RECIPE=clean2 INIT=none ... lgtd_base 12000) at lr 5e-4 over every
 # training source in ../shared/data (never an eval/ folder). robust adds real-world degradations:
 # 80 % of clips coded as H.264 (CRF 18-30) or H.265 (CRF 20-32) video through the bundled ffmpeg,
 # 15 % JPEG for still-image sources, 10 % blur and 10 % sensor noise (docs/training.md).
@@ -43,7 +44,9 @@ ALL_SOURCES=(
 )
 EXTRA=(--lr 2e-3 --val-every 2000)
 INIT_ARGS=()
-if [ ${#RESUME[@]} -eq 0 ] && [ "$RECIPE" != v1 ]; then INIT_ARGS=(--init "${INIT:-lgtd_small.v1}"); fi
+if [ ${#RESUME[@]} -eq 0 ] && [ "$RECIPE" != v1 ] && [ "${INIT:-}" != none ]; then
+  INIT_ARGS=(--init "${INIT:-lgtd_small.v1}")  # INIT=none: from scratch (e.g. lgtd_base)
+fi
 case "$RECIPE" in
   v1) ;;
   clean2)
