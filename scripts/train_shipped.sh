@@ -3,8 +3,8 @@
 # Resumable: run the same command again (it adds --resume when the run folder has a checkpoint).
 #   bash scripts/train_shipped.sh lgtd_small 8000                  # v1 recipe: clean LR, from scratch
 #   bash scripts/train_shipped.sh msdtgp_small 6000                # v1 recipe
-#   RECIPE=clean2 bash scripts/train_shipped.sh lgtd_small 12000   # v1 continued: clean LR, all sources
-#   RECIPE=robust bash scripts/train_shipped.sh lgtd_small 12000   # for lossy video (lgtd_small.r1)
+#   RECIPE=clean2 bash scripts/train_shipped.sh lgtd_small 15000   # lgtd_small.v2: v1 continued, clean LR
+#   RECIPE=robust bash scripts/train_shipped.sh lgtd_small 15000   # lgtd_small_robust.v1 (lossy input)
 #   ROBUST=1 INIT=lgtd_small.v1 bash scripts/train_shipped.sh lgtd_small 8000   # the first v2 try
 # RECIPE=clean2 and RECIPE=robust fine-tune from INIT (default lgtd_small.v1; INIT=none trains from
 # scratch, e.g. RECIPE=clean2 INIT=none ... lgtd_base 12000) at lr 5e-4 over every
