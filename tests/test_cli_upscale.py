@@ -9,11 +9,11 @@ from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 
+import helpers
 import imageio_ffmpeg
 import numpy as np
 import pytest
 import rasterio
-import torch
 from affine import Affine
 from rasterio.crs import CRS
 from typer.testing import CliRunner
@@ -22,19 +22,14 @@ import satvsr_cli
 from satvsr_cli.cli import app
 from satvsr_cli.cli.upscale import parse_fps, parse_size, parse_tile
 from satvsr_cli.errors import InputError
-from satvsr_cli.models import build_model, tiny_overrides
-from satvsr_cli.weights import save_weights
+from satvsr_cli.models import tiny_overrides
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def tiny_weights(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    net = build_model("lgtd_small", **tiny_overrides("lgtd_small"))
-    return save_weights(net, folder / "tiny.safetensors", network="lgtd_small",
-                        config=tiny_overrides("lgtd_small"), data={}, recipe={}, metrics={})
+    return helpers.tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.safetensors", 0)
 
 
 @pytest.fixture

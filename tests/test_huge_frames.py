@@ -7,11 +7,11 @@ import json
 import subprocess
 from pathlib import Path
 
+import helpers
 import imageio_ffmpeg
 import numpy as np
 import pytest
 import rasterio
-import torch
 from affine import Affine
 from rasterio.crs import CRS
 from typer.testing import CliRunner
@@ -21,20 +21,13 @@ from satvsr_cli.errors import OutputError
 from satvsr_cli.io.frames import write_image
 from satvsr_cli.io.video import probe_video
 from satvsr_cli.io.video.limits import choose_codec, chroma_of, output_pix_fmt, size_problem
-from satvsr_cli.models import build_model
-from satvsr_cli.models.registry import tiny_overrides
-from satvsr_cli.weights import save_weights
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    net = build_model("lgtd_small", **tiny_overrides("lgtd_small"))
-    return save_weights(net, folder / "tiny.safetensors", network="lgtd_small",
-                        config=tiny_overrides("lgtd_small"), data={}, recipe={}, metrics={})
+    return helpers.tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.safetensors", 0)
 
 
 def ffmpeg_video(path: Path, size: str, pix_fmt: str = "yuv420p", frames: int = 1,

@@ -18,19 +18,16 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import helpers
 import imageio_ffmpeg
 import numpy as np
 import pytest
 import rasterio
-import torch
 from affine import Affine
 from rasterio.crs import CRS
 from typer.testing import CliRunner
 
 from satvsr_cli.cli import app
-from satvsr_cli.models import build_model
-from satvsr_cli.models.registry import tiny_overrides
-from satvsr_cli.weights import save_weights
 
 runner = CliRunner()
 N_FRAMES = 6
@@ -38,11 +35,7 @@ N_FRAMES = 6
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    net = build_model("lgtd_small", **tiny_overrides("lgtd_small"))
-    return save_weights(net, folder / "tiny.safetensors", network="lgtd_small",
-                        config=tiny_overrides("lgtd_small"), data={}, recipe={}, metrics={})
+    return helpers.tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.safetensors", 0)
 
 
 def make_frames(folder: Path, n: int = N_FRAMES, size: int = 16, seed: int = 0) -> Path:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+import helpers
 import imageio_ffmpeg
 import numpy as np
 import pytest
 import rasterio
-import torch
 from affine import Affine
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
@@ -19,9 +19,7 @@ from typer.testing import CliRunner
 from satvsr_cli.cli import app
 from satvsr_cli.io.frames import read_image
 from satvsr_cli.io.video import VideoSource, probe_video
-from satvsr_cli.models import build_model, tiny_overrides
 from satvsr_cli.resize import imresize
-from satvsr_cli.weights import save_weights
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 JILIN = DATA / "satvideo" / "jilin1" / "eval" / "LR4x" / "000"
@@ -39,11 +37,7 @@ def need(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("w")
-    torch.manual_seed(0)
-    net = build_model("msdtgp_small", **tiny_overrides("msdtgp_small"))
-    return save_weights(net, folder / "tiny.safetensors", network="msdtgp_small",
-                        config=tiny_overrides("msdtgp_small"), data={}, recipe={}, metrics={})
+    return helpers.tiny_weights(tmp_path_factory.mktemp("w") / "tiny.safetensors", 0, network="msdtgp_small")
 
 
 def upscale(*args: str) -> None:
