@@ -120,3 +120,20 @@ def test_balanced_tile_uses_as_few_tiles_with_less_waste():
                               size_multiple=4)
             wide = plan_tiles(n_px, n_px, tile=side, overlap=min(32, side // 4), size_multiple=4)
             assert len(plan.row_starts) <= len(wide.row_starts)
+
+
+def test_automatic_overlap_follows_the_network():
+    from types import SimpleNamespace
+
+    import torch
+
+    from satvsr_cli.engine.config import UpscaleConfig
+    from satvsr_cli.engine.memory import choose_resources
+
+    info = SimpleNamespace(height=640, width=640)
+    for name, want in (("lgtd_small", 32), ("lgtd_base", 48), (None, 32)):
+        res = choose_resources(UpscaleConfig(input="x.mp4"), info, net=object(), name=name, size_multiple=4,
+                               device=torch.device("cpu"), precision="fp32")
+        assert res.tile is not None and res.overlap == want, name
+        # the tiles still cover 640 px in as few tiles as the cap allows, at that overlap
+        assert (640 - res.tile[0]) / (res.tile[0] - res.overlap) <= 2

@@ -7,6 +7,7 @@ import pytest
 import torch
 from test_engine_infer import engine, make_frames
 
+from satvsr_cli.engine.memory import default_overlap
 from satvsr_cli.models import build_model
 
 WINDOW = [0, 1, 2, 3, 4]
@@ -24,10 +25,10 @@ def _randomised(name: str, **kw) -> torch.nn.Module:
     return net.eval()
 
 
-def _max_tile_diff(net: torch.nn.Module) -> int:
+def _max_tile_diff(net: torch.nn.Module, overlap: int = 32) -> int:
     frames = make_frames(5, 72, 72)
     full = engine(net, tile=None).upscale(2, WINDOW, frames).astype(np.int32)
-    tiled_engine = engine(net, tile=40, overlap=32)
+    tiled_engine = engine(net, tile=overlap + 8, overlap=overlap)
     tiled = tiled_engine.upscale(2, WINDOW, frames).astype(np.int32)
     assert tiled_engine.plan is not None and tiled_engine.plan.n_tiles > 1
     return int(np.abs(tiled - full).max())
@@ -35,7 +36,13 @@ def _max_tile_diff(net: torch.nn.Module) -> int:
 
 @pytest.mark.parametrize("name", ["lgtd_small", "msdtgp_small", "lgtd_base"])
 def test_presets_tiled_equals_untiled(name):
-    assert _max_tile_diff(_randomised(name)) <= 1  # within 1/255
+    # at the network's automatic overlap (48 LR px for lgtd_base's deeper head)
+    assert _max_tile_diff(_randomised(name), default_overlap(name)) <= 1  # within 1/255
+
+
+def test_the_deeper_quality_preset_needs_its_wider_overlap():
+    assert default_overlap("lgtd_base") == 48 and default_overlap("lgtd_small") == 32
+    assert _max_tile_diff(_randomised("lgtd_base"), 32) > 1
 
 
 def test_upstream_align_corners_interpolation_depends_on_the_tile():

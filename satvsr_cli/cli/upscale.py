@@ -457,8 +457,8 @@ def upscale_cmd(
              "Out of memory halves it and redoes the frame.")] = "auto",
     tile_overlap: Annotated[int | None, typer.Option(
         rich_help_panel=COMPUTE_PANEL, min=0,
-        help="Overlap of neighbouring tiles in LR pixels (default 32, at most a quarter of the "
-             "tile); seams are exact when the network's receptive field is within a third of "
+        help="Overlap of neighbouring tiles in LR pixels (default the network's: 32, 48 for "
+             "lgtd_base; at most a quarter of the tile); seams are exact when the network's receptive field is within a third of "
              "it.")] = None,
     blend: Annotated[Blend, typer.Option(
         rich_help_panel=COMPUTE_PANEL, help="Seam blending in the overlaps.")] = Blend.cosine,

@@ -97,8 +97,8 @@ class ComputeOptions:
         device, precision: ``auto``/``cpu``/``cuda[:N]``/``mps`` and a :class:`Precision`.
         tile: tile size in LR pixels (int or ``(h, w)``); ``None`` chooses it from available
             memory; ``0`` processes whole frames.
-        tile_overlap: overlap of neighbouring tiles in LR pixels; ``None``: 32, but at most a
-            quarter of the tile.
+        tile_overlap: overlap of neighbouring tiles in LR pixels; ``None``: the network's (32,
+            48 for lgtd_base), but at most a quarter of the tile.
         blend: seam blending (:class:`Blend`).
         batch: tiles per network call; ``None`` chooses.
         feature_cache: share per-frame features between the windows (identical output).

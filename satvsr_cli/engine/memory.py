@@ -206,6 +206,18 @@ def format_bytes(n: float | None) -> str:
 DEFAULT_OVERLAP = 32
 
 
+def default_overlap(name: str | None) -> int:
+    """The automatic tile overlap for network ``name``: its registry spec's ``tile_overlap``
+    (48 LR px for lgtd_base, whose receptive field is wider), else :data:`DEFAULT_OVERLAP`."""
+    from satvsr_cli.errors import ModelError
+    from satvsr_cli.models.registry import get_spec
+
+    try:
+        return get_spec(name).tile_overlap if name else DEFAULT_OVERLAP
+    except ModelError:
+        return DEFAULT_OVERLAP
+
+
 @dataclass(frozen=True)
 class Resources:
     """Tile, batch and memory figures chosen for a job (see :func:`choose_resources`)."""
@@ -231,7 +243,8 @@ def choose_resources(
 ) -> Resources:
     """Tile size, batch and feature-cache budget from the options and the memory available.
 
-    The overlap defaults to 32 LR pixels, at most a quarter of the tile. The budget is
+    The overlap defaults to the network's (32 LR pixels, 48 for lgtd_base), at most a quarter of
+    the tile. The budget is
     ``--max-memory`` or half of what is available (RAM on CPU, free GPU memory on
     CUDA). An automatic tile is the largest square whose estimated peak (bytes per LR pixel of
     the network, measured) fits 60 % of it, at most 256 px on CPU with torch (bigger tiles are
@@ -254,12 +267,15 @@ def choose_resources(
         cap = MAX_AUTO_TILE if device.type == "cuda" else cpu_tile_cap(backend)
         side = auto_tile(int(0.6 * budget), per_px, 1, size_multiple, (info.height, info.width),
                          cap)
-        tile = balanced_tile(side, (info.height, info.width), size_multiple, comp.tile_overlap)
+        ov = comp.tile_overlap
+        tile = balanced_tile(side, (info.height, info.width), size_multiple,
+                             min(default_overlap(name), side // 4) if ov is None else ov)
     else:
         tile = (comp.tile, comp.tile) if isinstance(comp.tile, int) else comp.tile
     overlap = comp.tile_overlap
     if overlap is None:
-        overlap = DEFAULT_OVERLAP if tile is None else min(DEFAULT_OVERLAP, min(tile) // 4)
+        auto = default_overlap(name)
+        overlap = auto if tile is None else min(auto, min(tile) // 4)
     plan0 = plan_tiles(info.height, info.width, tile=tile, overlap=overlap,
                        size_multiple=size_multiple)
     tile_px = plan0.tile_height * plan0.tile_width

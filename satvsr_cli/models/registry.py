@@ -71,6 +71,9 @@ class ModelSpec:
     #: Measured peak bytes per LR pixel of one tile for one window at batch 1, fp32 (see
     #: :mod:`satvsr_cli.engine.memory` for how it was measured); ``None``: the family's.
     bytes_per_lr_pixel: int | None = None
+    #: Automatic tile overlap in LR pixels: the blend uses only pixels at least a third of it
+    #: inside a tile, which must cover the network's effective receptive field (engine/tiling.py).
+    tile_overlap: int = 32
 
     @property
     def tiny_overrides(self) -> dict[str, Any]:
@@ -198,20 +201,23 @@ _register(
     ModelSpec(
         name="lgtd_base",
         family="lgtd",
-        description="LGTD-lite topology, wider and deeper than lgtd_small: the quality preset",
+        description="lgtd_small's trunk with a wider, deeper reconstruction head: the quality "
+        "preset (trained grown from lgtd_small weights, models/grow.py)",
         size_multiple=4,
+        bytes_per_lr_pixel=20_000,
+        tile_overlap=48,  # 14 more 3x3 convs than lgtd_small; 32 px differ by up to 6/255
         paper=False,
         default_kwargs={
             "head": "resnet",
-            "nf": 32,
-            "groups": 8,
-            "n_ext_resblock": 3,
-            "n_comp_resblock": 3,
-            "stdm_nf": 48,
-            "stdm_diff_nf": 24,
+            "nf": 16,
+            "groups": 4,
+            "n_ext_resblock": 2,
+            "n_comp_resblock": 2,
+            "stdm_nf": 32,
+            "stdm_diff_nf": 16,
             "head_nf": 64,
-            "n_head_blocks": 8,
-            "upsample_nf": 32,
+            "n_head_blocks": 10,
+            "upsample_nf": 16,
             "residual": True,
             "zero_init_offsets": True,
             "max_offset": 8.0,

@@ -724,8 +724,7 @@ def load_init(net: nn.Module, ref: str, network: str, kwargs: dict[str, Any]) ->
 
     manifest = read_manifest(ref)
     if manifest.network != network:
-        raise WeightsError(f"--init {ref} holds '{manifest.network}' weights; this run trains "
-                           f"'{network}' (pass --model {manifest.network})")
+        return _grow_init(net, ref, manifest, network)
     ours = json.loads(json.dumps(kwargs))
     theirs = json.loads(json.dumps(manifest.config))
     diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
@@ -741,6 +740,28 @@ def load_init(net: nn.Module, ref: str, network: str, kwargs: dict[str, Any]) ->
     return {"ref": str(ref), "path": str(manifest.path.resolve()), "network": network,
             "config_changes": {k: [theirs.get(k), ours.get(k)] for k in diff},
             "sha256": manifest.sha256}
+
+
+def _grow_init(net: nn.Module, ref: str, manifest: Any, network: str) -> dict[str, Any]:
+    """``--init`` with a smaller network of the same family: grow it into ``net`` keeping its
+    output (models/grow.py), e.g. lgtd_small weights into the lgtd_base quality preset."""
+    from satvsr_cli.models import get_spec
+    from satvsr_cli.models.grow import GrowError, grow_into
+    from satvsr_cli.weights import load_weights
+
+    refuse = (f"--init {ref} holds '{manifest.network}' weights; this run trains '{network}' "
+              f"(pass --model {manifest.network}")
+    if get_spec(manifest.network).family != get_spec(network).family:
+        raise WeightsError(refuse + ")")
+    source, _ = load_weights(manifest.path, network=manifest.network)
+    try:
+        report = grow_into(net, source.state_dict())
+    except GrowError as exc:
+        raise WeightsError(f"{refuse}, or a larger '{network}' they grow into: {exc})") from None
+    return {"ref": str(ref), "path": str(manifest.path.resolve()), "network": network,
+            "grown_from": manifest.network,
+            "grow": {k: len(v) for k, v in report.items()} | {"identity_blocks": report["identity"]},
+            "config_changes": {}, "sha256": manifest.sha256}
 
 
 def find_resume_checkpoint(run_dir: Path, resume: str | Path | bool) -> Path:
