@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
 from test_engine_infer import engine, make_frames
 
 from satvsr_cli.engine.memory import default_overlap
+from satvsr_cli.io.base import Frame
 from satvsr_cli.models import build_model
 
 WINDOW = [0, 1, 2, 3, 4]
@@ -48,3 +52,22 @@ def test_the_deeper_quality_preset_needs_its_wider_overlap():
 def test_upstream_align_corners_interpolation_depends_on_the_tile():
     # the paper configurations keep upstream's align_corners=True; it is what the presets avoid
     assert _max_tile_diff(_randomised("lgtd_small", local_upsample=False)) > 1
+
+
+TAIPEI = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "satvideo" / "taipei"
+
+
+@pytest.mark.skipif(not (TAIPEI / "eval").is_dir(), reason="../shared/data (taipei/eval) is absent")
+@pytest.mark.parametrize("wid", ["lgtd_base.v1", "lgtd_small.v2"])
+def test_shipped_presets_tiled_equals_untiled_on_real_frames(wid):
+    from satvsr_cli.weights import load_weights, read_manifest
+
+    net, manifest = load_weights(read_manifest(wid).path)
+    frames = {i: Frame(i, iio.imread(p)[:96, :96, :3], None) for i, p in
+              enumerate(sorted((TAIPEI / "eval" / "LR4x" / "000").glob("*.png"))[:5])}
+    ov = default_overlap(manifest.network)
+    full = engine(net.eval(), tile=None).upscale(2, WINDOW, frames).astype(np.int32)
+    tiled_engine = engine(net, tile=ov + 16, overlap=ov)
+    tiled = tiled_engine.upscale(2, WINDOW, frames).astype(np.int32)
+    assert tiled_engine.plan is not None and tiled_engine.plan.n_tiles > 1
+    assert int(np.abs(tiled - full).max()) <= 1  # within 1/255

@@ -135,7 +135,7 @@ def test_package_ships_its_weights(monkeypatch):
     from satvsr_cli.weights import shipped_ids, weights_dir
 
     assert weights_dir().parent.name == "satvsr_cli"
-    assert {"lgtd_small.v1", "lgtd_small.v2", "msdtgp_small.v1"} <= set(shipped_ids())
+    assert {"lgtd_small.v1", "lgtd_small.v2", "lgtd_base.v1", "msdtgp_small.v1"} <= set(shipped_ids())
     assert dflt() is not None and dflt().name == "lgtd_small.v2.safetensors"
-    for wid in ("lgtd_small", "msdtgp_small.v1"):
+    for wid in ("lgtd_small", "lgtd_base", "msdtgp_small.v1"):
         assert read_manifest(wid).sha256 == sha256_file(read_manifest(wid).path)

@@ -40,7 +40,7 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_contains_the_shipped_weights(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    for wid in ("lgtd_small.v1", "lgtd_small.v2", "msdtgp_small.v1"):
+    for wid in ("lgtd_small.v1", "lgtd_small.v2", "lgtd_base.v1", "msdtgp_small.v1"):
         assert f"satvsr_cli/weights_data/{wid}.safetensors" in names
         assert f"satvsr_cli/weights_data/{wid}.json" in names
     assert "satvsr_cli/weights_data/DEFAULT" in names
