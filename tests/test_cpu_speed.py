@@ -214,10 +214,15 @@ def test_bf16_on_shipped_weights_is_close_to_fp32(name, ov_cache):
     with torch.inference_mode():
         ref = net(x)
         outs = {"torch": TorchRunner(net, CPU, "bf16", channels_last=True).forward(x).float()}
-        if openvino_available():
-            outs["openvino"] = OpenVINORunner(net, "bf16").forward(x)
+        ov = OpenVINORunner(net, "bf16") if openvino_available() else None
+        if ov is not None:
+            outs["openvino"] = ov.forward(x)
     for backend, out in outs.items():
         diff = (out - ref).abs()
+        if backend == "openvino" and ov is not None and ov.faulty:
+            # this CPU's bf16 kernel failed engine/kernelcheck.py: OpenVINO runs fp32 instead
+            assert ov.precision == "fp32" and diff.max() < FP32_TOL, backend
+            continue
         assert 0 < diff.mean() < BF16_MEAN_TOL, backend
         assert diff.max() < BF16_MAX_TOL, backend
 

@@ -153,6 +153,12 @@ class TorchRunner:
         self.channels_last = device.type == "cpu" if channels_last is None else channels_last
         if self.channels_last:
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        # convolutions whose bf16 kernel on this CPU is wrong run in fp32 (engine/kernelcheck.py)
+        self.fp32_layers: list[str] = []
+        if device.type == "cpu" and precision == "bf16":
+            from satvsr_cli.engine.kernelcheck import faulty_bf16_convs, keep_fp32
+
+            self.fp32_layers = keep_fp32(model, faulty_bf16_convs(model))
 
     def _ctx(self, fp32: bool) -> contextlib.AbstractContextManager[Any]:
         dt = None if fp32 else autocast_dtype(self.precision)
@@ -190,7 +196,9 @@ class TorchRunner:
 
     def describe(self) -> str:
         """``torch fp32 channels_last``."""
-        return f"torch {self.precision}" + (" channels_last" if self.channels_last else "")
+        kept = (f" ({len(self.fp32_layers)} conv kept fp32: this CPU's bf16 kernel fails the "
+                "check)" if self.fp32_layers else "")
+        return f"torch {self.precision}" + (" channels_last" if self.channels_last else "") + kept
 
 
 # --------------------------------------------------------------------------------- openvino
@@ -337,6 +345,14 @@ class OpenVINORunner:
         self.cache = (cache_dir or user_cache_dir()) / "openvino"
         self.model_id = model_id or state_digest(model)
         self.structure = structure_digest(model)  # configuration without weights (cache key)
+        self.faulty: list[str] = []
+        if precision == "bf16":
+            from satvsr_cli.engine.kernelcheck import faulty_bf16_convs
+
+            # OpenVINO shares oneDNN's bf16 kernels and cannot keep single layers in fp32
+            self.faulty = faulty_bf16_convs(model)
+            if self.faulty:
+                self.precision = "fp32"
         with keep_sigaltstack():  # every OpenVINO call that may replace it
             import openvino as ov
 
@@ -443,7 +459,9 @@ class OpenVINORunner:
     def describe(self) -> str:
         """``openvino 2026.4 bf16``."""
         prec = self.precision if (self.precision != "bf16" or self.bf16_native) else "fp32"
-        return f"openvino {self.ov.__version__.split('-')[0]} {prec}"
+        why = (f" (bf16 refused: this CPU's bf16 kernel fails the check for {len(self.faulty)} "
+               "conv)" if self.faulty else "")
+        return f"openvino {self.ov.__version__.split('-')[0]} {prec}{why}"
 
 
 # ------------------------------------------------------------------------------------ open

@@ -226,7 +226,8 @@ def _open_runner(
         precision_for=lambda b: choose_precision(
             config.compute.precision, plan.device, b, record)[0],
         threads=threads, model_id=plan.weights_id, warn=warn)
-    if runner.name != plan.backend:  # auto fell back to torch
+    if runner.name != plan.backend or str(runner.precision) != str(up.precision):
+        # auto fell back to torch, or OpenVINO refused bf16 (engine/kernelcheck.py)
         plan.params.update(backend=runner.name, precision=str(runner.precision))
         up.precision = runner.precision
     return runner

@@ -117,7 +117,7 @@ def write_compare_png(
     lr_np = np.stack(loaded.lr).astype(np.float32) / np.float32(dr)
     frames = torch.from_numpy(lr_np).permute(0, 3, 1, 2).contiguous().to(dev)
     for net, label in nets:
-        with torch.inference_mode(), autocast_for(dev, precision):
+        with torch.inference_mode(), autocast_for(dev, precision, net):
             (_, out), = predict_windows(
                 net, frames, [frame], n_total=loaded.n_total, temporal_padding=temporal_padding
             )

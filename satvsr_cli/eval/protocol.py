@@ -327,7 +327,7 @@ def evaluate_model(
 
     temporal_padding = choice(TemporalPadding, temporal_padding)
     dev = torch.device(device)
-    autocast = autocast_for(dev, precision)  # validates precision
+    autocast = autocast_for(dev, precision, model)  # validates precision
     params = sum(p.numel() for p in model.parameters())
     first = next(model.parameters(), None)
     if first is not None and first.device != dev:

@@ -81,13 +81,23 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """``torch.autocast`` for bf16/fp16, nothing for fp32."""
+def autocast_for(
+    device: torch.device, precision: str, model: torch.nn.Module | None = None
+) -> contextlib.AbstractContextManager[Any]:
+    """``torch.autocast`` for bf16/fp16, nothing for fp32.
+
+    With ``model`` and bf16 on the CPU, the convolutions whose bf16 kernel fails this CPU's check
+    are set to run in fp32 first (:mod:`satvsr_cli.engine.kernelcheck`), as the engine does.
+    """
     import torch
 
     precision = choice(Precision, precision)
     if precision in (Precision.fp32, Precision.auto):
         return contextlib.nullcontext()
+    if model is not None and device.type == "cpu" and precision == Precision.bf16:
+        from satvsr_cli.engine.kernelcheck import faulty_bf16_convs, keep_fp32
+
+        keep_fp32(model, faulty_bf16_convs(model))
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
 

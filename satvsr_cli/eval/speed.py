@@ -139,7 +139,7 @@ def engine_runner(
         frames: list[npt.NDArray[np.float32]], centres: Sequence[int], n_total: int
     ) -> list[npt.NDArray[Any]]:
         x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous().to(device)
-        with autocast_for(device, precision), torch.inference_mode():
+        with autocast_for(device, precision, model), torch.inference_mode():
             return [
                 out.float().clamp(0, 1).cpu().numpy()
                 for _, out in predict_windows(
