@@ -156,9 +156,9 @@ class TorchRunner:
         # convolutions whose bf16 kernel on this CPU is wrong run in fp32 (engine/kernelcheck.py)
         self.fp32_layers: list[str] = []
         if device.type == "cpu" and precision == "bf16":
-            from satvsr_cli.engine.kernelcheck import faulty_bf16_convs, keep_fp32
+            from satvsr_cli.engine.kernelcheck import guard_bf16
 
-            self.fp32_layers = keep_fp32(model, faulty_bf16_convs(model))
+            self.fp32_layers = guard_bf16(model)
 
     def _ctx(self, fp32: bool) -> contextlib.AbstractContextManager[Any]:
         dt = None if fp32 else autocast_dtype(self.precision)

@@ -8,15 +8,17 @@ result (mean relative error 1.1; 0.003 elsewhere and on the AMD EPYC, and with
 ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``). OpenVINO's bf16 inference shares the fault.
 
 :func:`faulty_bf16_convs` runs each distinct convolution configuration of a network once on a
-small random input, fp32 against bf16 autocast, with the layer's own weights; a layer whose bf16
-output is off by more than :data:`REL_TOL` of the output's mean magnitude is faulty. The torch
-runner keeps such layers in fp32 (:func:`keep_fp32`); the OpenVINO runner, which cannot, runs
-fp32. Results are remembered per configuration for the process.
+small random input, fp32 against bf16 autocast, with the weights of the first layer of that
+configuration (the fault is the kernel's, not the weights'); a layer whose bf16 output is off by
+more than :data:`REL_TOL` of the output's mean magnitude is faulty. :func:`guard_bf16` (the torch
+runner and the benchmark's autocast) keeps such layers in fp32; the OpenVINO runner, which
+cannot, runs fp32. Results are remembered per configuration for the process.
 """
 
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -36,16 +38,16 @@ def _signature(m: nn.Module) -> tuple[Any, ...]:
 
 
 def _bf16_is_faulty(m: nn.Conv2d | nn.ConvTranspose2d) -> bool:
+    if m.weight.dtype != torch.float32:
+        return False  # a module already stored in another dtype: not ours to judge
     size = 16 if isinstance(m, nn.ConvTranspose2d) else max(32, 4 * m.kernel_size[0])
     g = torch.Generator().manual_seed(0)
     x = torch.rand(1, m.in_channels, size, size, generator=g)
-    weight_dtype = m.weight.dtype
+    forward: Callable[..., torch.Tensor] = type(m).forward  # the kernel itself, even on a layer keep_fp32 already wrapped
     with torch.inference_mode():
-        if weight_dtype != torch.float32:
-            return False  # a module already stored in another dtype: not ours to judge
-        ref = m(x)
+        ref = forward(m, x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = m(x).float()
+            out = forward(m, x).float()
     scale = float(ref.abs().mean())
     return scale > 0 and float((out - ref).abs().mean()) > REL_TOL * scale
 
@@ -77,3 +79,8 @@ def keep_fp32(model: nn.Module, names: list[str]) -> list[str]:
         m = modules[name]
         m.forward = types.MethodType(_fp32_forward, m)
     return names
+
+
+def guard_bf16(model: nn.Module) -> list[str]:
+    """Before bf16 autocast on this CPU: keep ``model``'s faulty convolutions in fp32 (in place)."""
+    return keep_fp32(model, faulty_bf16_convs(model))

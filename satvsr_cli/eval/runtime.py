@@ -95,9 +95,9 @@ def autocast_for(
     if precision in (Precision.fp32, Precision.auto):
         return contextlib.nullcontext()
     if model is not None and device.type == "cpu" and precision == Precision.bf16:
-        from satvsr_cli.engine.kernelcheck import faulty_bf16_convs, keep_fp32
+        from satvsr_cli.engine.kernelcheck import guard_bf16
 
-        keep_fp32(model, faulty_bf16_convs(model))
+        guard_bf16(model)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
 
