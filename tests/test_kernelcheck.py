@@ -110,3 +110,22 @@ def test_benchmark_autocast_keeps_the_faulty_layer_in_fp32(pretend_down_is_fault
     with torch.inference_mode(), autocast_for(CPU, "bf16", net):
         seen = _dtypes(net, lambda: net(torch.rand(1, 3, 32, 32)))
     assert seen == {"a": torch.bfloat16, "down": torch.float32, "b": torch.bfloat16}
+
+
+def test_the_bf16_record_names_the_layers_that_ran_fp32(tmp_path, monkeypatch):
+    from satvsr_cli.eval.precision import measure_precision
+    from satvsr_cli.models import TINY_OVERRIDES, build_model
+    from satvsr_cli.weights import save_weights
+    from tests.test_benchmark import make_dataset
+
+    monkeypatch.setattr(kernelcheck, "_verdicts", {})
+    monkeypatch.setattr(kernelcheck, "_bf16_is_faulty", lambda m: m.kernel_size == (8, 8))
+    data = make_dataset(tmp_path / "dev", clips=(("000", 5, True, 3),), size=32) / "eval"
+    torch.manual_seed(0)
+    net = build_model("msdtgp_small", **TINY_OVERRIDES["msdtgp_small"])
+    path = save_weights(net, tmp_path / "w.safetensors", network="msdtgp_small",
+                        config=TINY_OVERRIDES["msdtgp_small"], data={}, recipe={}, metrics={})
+    block = measure_precision(path, [data], backends=["torch"], max_frames=2)
+    expected = [n for n, m in net.named_modules()
+                if isinstance(m, nn.Conv2d | nn.ConvTranspose2d) and m.kernel_size == (8, 8)]
+    assert expected and block["bf16_faulty_convs"] == expected

@@ -66,6 +66,7 @@ def measure_precision(
     """The ``precision`` block for ``weights``: fp32 and bf16 PSNR per dev set and backend."""
     from satvsr_cli.engine.backend import OpenVINORunner, openvino_available
     from satvsr_cli.engine.cpu import cpu_info
+    from satvsr_cli.engine.kernelcheck import faulty_bf16_convs
     from satvsr_cli.eval.protocol import evaluate_model
     from satvsr_cli.jilin import find_clips
     from satvsr_cli.weights import load_weights
@@ -101,7 +102,7 @@ def measure_precision(
             }
         results[backend] = rows
     info = cpu_info()
-    return {
+    block: dict[str, Any] = {
         "tolerance_db": BF16_TOLERANCE_DB,
         "protocol": PROTOCOL + (f", first {max_frames} frames per clip" if max_frames else ""),
         "results": results,
@@ -110,6 +111,10 @@ def measure_precision(
         "matrix_unit": info.matrix_unit,
         "measured": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+    faulty = faulty_bf16_convs(net)
+    if faulty:  # these ran fp32 in the "bf16" rows: torch kept them, OpenVINO ran fp32 throughout
+        block["bf16_faulty_convs"] = faulty
+    return block
 
 
 def record_precision(weights: str | Path, block: dict[str, Any]) -> Path:
